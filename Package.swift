@@ -1,0 +1,60 @@
+// swift-tools-version:6.0
+//
+// Herald: live job status for browsers, as two small Unix programs and a directory.
+//
+//   herald-fcgi ──▶ HeraldAPI ──▶ HeraldStreams (parked SSE hub, epoll)
+//        │              │               │
+//        ▼              ▼               ▼
+//   HeraldFastCGI   HeraldStore ◀── herald-runner ──▶ HeraldRunner (spawn, fd 3, logs)
+//   (libfcgi)      (state dir)
+//        all on HeraldCore (pure: jobs, config, SSE, FastCGI records)
+//        and HeraldPOSIX (every syscall wrapped once)
+import PackageDescription
+
+let package = Package(
+    name: "Herald",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "herald-fcgi", targets: ["herald-fcgi"]),
+        .executable(name: "herald-runner", targets: ["herald-runner"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // C: libfcgi as a system library, and the few kernel interfaces Glibc lacks (epoll, eventfd).
+        .systemLibrary(name: "CFastCGI", pkgConfig: "fcgi", providers: [.apt(["libfcgi-dev"])]),
+        .target(name: "CHeraldSys"),
+
+        // Pure core: no I/O. Job model, state machine, IDs, config, SSE and FastCGI framing, routing.
+        .target(name: "HeraldCore", dependencies: [.product(name: "Yams", package: "Yams")]),
+        // Every syscall, wrapped once, with its name in the error.
+        .target(name: "HeraldPOSIX", dependencies: ["CHeraldSys"]),
+        // The state directory protocol: the only code that touches the directory.
+        .target(name: "HeraldStore", dependencies: ["HeraldCore", "HeraldPOSIX"]),
+        // Running jobs: claiming, spawning, fd-3 progress, logs, timeouts, retries, recovery.
+        .target(name: "HeraldRunner", dependencies: ["HeraldCore", "HeraldPOSIX", "HeraldStore"]),
+        // Every libfcgi call, wrapped once.
+        .target(name: "HeraldFastCGI", dependencies: ["CFastCGI", "HeraldPOSIX"]),
+        // Parked event streams: subscriptions, fan-out, hang-up detection, heartbeats, write deadlines.
+        .target(name: "HeraldStreams", dependencies: ["HeraldCore", "HeraldPOSIX", "HeraldStore"]),
+        // The HTTP API: routes to answers, auth, metrics.
+        .target(name: "HeraldAPI", dependencies: ["HeraldCore", "HeraldStore", "HeraldStreams"]),
+
+        // Executables: wiring only.
+        .executableTarget(name: "herald-fcgi", dependencies: [
+            "HeraldCore", "HeraldStore", "HeraldFastCGI", "HeraldStreams", "HeraldAPI", "HeraldPOSIX",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "herald-runner", dependencies: [
+            "HeraldCore", "HeraldStore", "HeraldRunner", "HeraldPOSIX",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "HeraldCoreTests", dependencies: ["HeraldCore"]),
+        .testTarget(name: "HeraldStoreTests", dependencies: ["HeraldStore", "HeraldPOSIX"]),
+        .testTarget(name: "HeraldRunnerTests", dependencies: ["HeraldRunner", "HeraldStore", "HeraldPOSIX"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

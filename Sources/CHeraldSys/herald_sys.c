@@ -1,0 +1,40 @@
+#define _GNU_SOURCE
+#include "herald_sys.h"
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int herald_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {
+    struct epoll_event ev = { .events = events, .data = { .u64 = data } };
+    return epoll_ctl(epfd, op, fd, &ev);
+}
+
+int herald_epoll_wait(int epfd, uint64_t *datas, uint32_t *events, int max, int timeout_ms) {
+    struct epoll_event evs[256];
+    if (max > 256) max = 256;
+    int n = epoll_wait(epfd, evs, max, timeout_ms);
+    for (int i = 0; i < n; i++) { datas[i] = evs[i].data.u64; events[i] = evs[i].events; }
+    return n;
+}
+
+ssize_t herald_getrandom(void *buffer, size_t length) { return getrandom(buffer, length, 0); }
+int herald_pipe2_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+int herald_flock(int fd, int operation) { return flock(fd, operation); }
+
+int herald_stat(const char *path, int64_t *size, int64_t *mtime_ms, int *is_directory) {
+    struct stat st;
+    if (stat(path, &st) != 0) return -1;
+    if (size) *size = st.st_size;
+    if (mtime_ms) *mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+    if (is_directory) *is_directory = S_ISDIR(st.st_mode);
+    return 0;
+}
+
+int herald_fstat(int fd, int64_t *size) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return -1;
+    *size = st.st_size;
+    return 0;
+}

@@ -1,0 +1,28 @@
+#ifndef HERALD_SYS_H
+#define HERALD_SYS_H
+/* What Swift's Glibc module lacks or makes awkward: epoll, eventfd, getrandom,
+   pipe2, flock and stat (their names clash with structs in Swift). */
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/types.h>
+#include <stdint.h>
+#include <stddef.h>
+
+static const uint32_t HERALD_EPOLLIN = EPOLLIN;
+static const uint32_t HERALD_EPOLLOUT = EPOLLOUT;
+static const uint32_t HERALD_EPOLLRDHUP = EPOLLRDHUP;
+static const uint32_t HERALD_EPOLLHUP = EPOLLHUP;
+static const uint32_t HERALD_EPOLLERR = EPOLLERR;
+
+/* epoll_event is packed on x86_64; these keep Swift away from its layout. */
+int herald_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
+int herald_epoll_wait(int epfd, uint64_t *datas, uint32_t *events, int max, int timeout_ms);
+
+ssize_t herald_getrandom(void *buffer, size_t length);
+int herald_pipe2_cloexec(int fds[2]);
+int herald_flock(int fd, int operation);
+/* Size and modification time (ms) of a path or descriptor; -1 with errno on failure. */
+int herald_stat(const char *path, int64_t *size, int64_t *mtime_ms, int *is_directory);
+int herald_fstat(int fd, int64_t *size);
+#endif

@@ -1,0 +1,70 @@
+/// Server-Sent Events framing (the WHATWG event-stream format), as Herald writes it.
+public enum ServerSentEvents {
+    /// One event: `event:`, then `id:`, then the data split into `data:` lines, then a blank line.
+    ///
+    /// CR and CRLF become LF first (a bare CR would end a line for the browser), then every LF
+    /// starts a new `data:` line, a trailing empty piece included, so the browser's joined
+    /// `data` is exactly `data`.
+    public static func event(_ name: String?, id: String? = nil, data: String) -> String {
+        var out = ""
+        out.reserveCapacity(data.utf8.count + 64)
+        if let name { out += "event: \(name)\n" }
+        if let id { out += "id: \(id)\n" }
+        let normalized = data.contains("\r") ? data.replacingCRLF() : data
+        for line in normalized.split(separator: "\n", omittingEmptySubsequences: false) {
+            out += "data: "
+            out += line
+            out += "\n"
+        }
+        out += "\n"
+        return out
+    }
+
+    /// The reconnection delay for the browser.
+    public static func retry(milliseconds: Int) -> String { "retry: \(milliseconds)\n\n" }
+
+    /// A comment that keeps proxies and the browser from timing the stream out.
+    public static let ping = ": ping\n\n"
+}
+
+extension String {
+    fileprivate func replacingCRLF() -> String {
+        var out = String.UnicodeScalarView()
+        var previousCR = false
+        for s in unicodeScalars {
+            if s == "\r" {
+                out.append("\n")
+                previousCR = true
+            } else {
+                if !(s == "\n" && previousCR) { out.append(s) }
+                previousCR = false
+            }
+        }
+        return String(out)
+    }
+}
+
+/// Cuts raw log bytes into text for `log` events without splitting a UTF-8 sequence or a CRLF.
+public enum LogChunk {
+    /// The longest prefix of `bytes` that is safe to send now, as text, and how many bytes it used.
+    ///
+    /// Unless `isFinal`, a trailing CR and a trailing incomplete UTF-8 sequence are held back
+    /// for the next chunk: the CR may be half of a CRLF, the sequence may be completed later.
+    public static func take(_ bytes: ArraySlice<UInt8>, isFinal: Bool) -> (text: String, consumed: Int) {
+        var end = bytes.endIndex
+        if !isFinal {
+            // Hold back an incomplete UTF-8 sequence at the end (at most 3 bytes).
+            var k = end
+            var back = 0
+            while k > bytes.startIndex, back < 3, bytes[k - 1] & 0xC0 == 0x80 { k -= 1; back += 1 }
+            if k > bytes.startIndex {
+                let lead = bytes[k - 1]
+                let need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1
+                if need > 1, back + 1 < need { end = k - 1 }
+            }
+            if end > bytes.startIndex, bytes[end - 1] == UInt8(ascii: "\r") { end -= 1 }
+        }
+        let slice = bytes[bytes.startIndex..<end]
+        return (String(decoding: slice, as: UTF8.self), slice.count)
+    }
+}

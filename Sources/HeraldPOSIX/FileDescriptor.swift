@@ -1,0 +1,111 @@
+import CHeraldSys
+import Glibc
+
+/// An open file descriptor; every read, write and lock on one goes through here.
+public struct FileDescriptor: Hashable, Sendable {
+    /// The kernel's descriptor number.
+    public let rawValue: Int32
+
+    /// Wraps a descriptor number this code owns.
+    public init(rawValue: Int32) { self.rawValue = rawValue }
+
+    /// Opens `path` close-on-exec.
+    public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o644) throws(SystemError) -> FileDescriptor {
+        FileDescriptor(rawValue: try retryingEINTR("open", path: path) { Glibc.open(path, flags | O_CLOEXEC, mode) })
+    }
+
+    /// Closes the descriptor; errors are ignored because the descriptor is gone either way (Linux close semantics).
+    public func close() { _ = Glibc.close(rawValue) }
+
+    /// Runs `body` and closes the descriptor afterwards, whatever happens.
+    public func closeAfter<T, E: Error>(_ body: (FileDescriptor) throws(E) -> T) throws(E) -> T {
+        defer { close() }
+        return try body(self)
+    }
+
+    /// Reads up to `count` bytes; an empty array means end of file.
+    public func read(upTo count: Int) throws(SystemError) -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: count)
+        let n = try retryingEINTR("read") { buffer.withUnsafeMutableBytes { Glibc.read(rawValue, $0.baseAddress, count) } }
+        buffer.removeSubrange(n...)
+        return buffer
+    }
+
+    /// Reads up to `count` bytes at `offset` without moving the file position.
+    public func read(at offset: Int, upTo count: Int) throws(SystemError) -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: count)
+        let n = try retryingEINTR("pread") {
+            buffer.withUnsafeMutableBytes { Glibc.pread(rawValue, $0.baseAddress, count, off_t(offset)) }
+        }
+        buffer.removeSubrange(n...)
+        return buffer
+    }
+
+    /// Reads to end of file (for small files: status files, configs, tokens).
+    public func readAll() throws(SystemError) -> [UInt8] {
+        var out: [UInt8] = []
+        while true {
+            let chunk = try read(upTo: 65536)
+            if chunk.isEmpty { return out }
+            out.append(contentsOf: chunk)
+        }
+    }
+
+    /// Writes some of `bytes` once; returns how many were written (a short count on non-blocking sockets).
+    public func writeOnce(_ bytes: UnsafeRawBufferPointer) throws(SystemError) -> Int {
+        try retryingEINTR("write") { Glibc.write(rawValue, bytes.baseAddress, bytes.count) }
+    }
+
+    /// Writes all of `bytes`, looping over short writes.
+    public func writeAll(_ bytes: some Collection<UInt8>) throws(SystemError) {
+        let array = Array(bytes)
+        var done = 0
+        while done < array.count {
+            done += try retryingEINTR("write") {
+                array.withUnsafeBytes { Glibc.write(rawValue, $0.baseAddress! + done, $0.count - done) }
+            }
+        }
+    }
+
+    /// Flushes the file's data and metadata to the disk.
+    public func fsync() throws(SystemError) { try retryingEINTR("fsync") { Glibc.fsync(rawValue) } }
+
+    /// Takes an exclusive `flock`; with `wait: false` returns false instead of blocking when another holds it.
+    public func lockExclusive(wait: Bool) throws(SystemError) -> Bool {
+        while true {
+            if herald_flock(rawValue, LOCK_EX | (wait ? 0 : LOCK_NB)) == 0 { return true }
+            let e = Glibc.errno
+            if e == EINTR { continue }
+            if e == EWOULDBLOCK { return false }
+            throw SystemError("flock", errno: e)
+        }
+    }
+
+    /// The file's size in bytes.
+    public func size() throws(SystemError) -> Int {
+        var size: Int64 = 0
+        try retryingEINTR("fstat") { herald_fstat(rawValue, &size) }
+        return Int(size)
+    }
+
+    /// Moves the file position to the end (for appending logs opened without O_APPEND).
+    public func seekToEnd() throws(SystemError) -> Int {
+        Int(try retryingEINTR("lseek") { Glibc.lseek(rawValue, 0, SEEK_END) })
+    }
+
+    /// Makes the descriptor non-blocking.
+    public func setNonBlocking() throws(SystemError) {
+        let flags = try retryingEINTR("fcntl") { Glibc.fcntl(rawValue, F_GETFL) }
+        try retryingEINTR("fcntl") { Glibc.fcntl(rawValue, F_SETFL, flags | O_NONBLOCK) }
+    }
+
+    /// Shuts the socket down in both directions, so a peer and a lingering close both end at once.
+    public func shutdown() { _ = Glibc.shutdown(rawValue, Int32(SHUT_RDWR)) }
+
+    /// A close-on-exec pipe: (read end, write end).
+    public static func pipe() throws(SystemError) -> (read: FileDescriptor, write: FileDescriptor) {
+        var fds: [Int32] = [0, 0]
+        try retryingEINTR("pipe2") { herald_pipe2_cloexec(&fds) }
+        return (FileDescriptor(rawValue: fds[0]), FileDescriptor(rawValue: fds[1]))
+    }
+}

@@ -1,0 +1,78 @@
+import Glibc
+
+/// Child processes: spawned directly (never through a shell), each in its own process group.
+public enum ChildProcess {
+    /// Starts `argv` with `environment`, the given descriptors dup'ed onto 0, 1, 2 and 3,
+    /// in a new process group whose id is the child's pid. Returns the pid.
+    public static func spawn(argv: [String], environment: [String], stdin: FileDescriptor, stdout: FileDescriptor,
+                             stderr: FileDescriptor, fd3: FileDescriptor?) throws(SystemError) -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        var sources = [stdin, stdout, stderr]
+        if let fd3 { sources.append(fd3) }
+        for (target, source) in sources.enumerated() {
+            // dup2 onto the same number would keep close-on-exec; spawn never gets such fds from us.
+            posix_spawn_file_actions_adddup2(&actions, source.rawValue, Int32(target))
+        }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        var defaults = sigset_t()
+        sigfillset(&defaults)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+
+        let cArgs = argv.map { strdup($0) } + [nil]
+        let cEnv = environment.map { strdup($0) } + [nil]
+        defer { (cArgs + cEnv).forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, argv[0], &actions, &attributes, cArgs, cEnv)
+        guard rc == 0 else { throw SystemError("posix_spawn", errno: rc, path: argv[0]) }
+        return pid
+    }
+
+    /// Sends `signal` to every process in the group `group`; false if the group is gone.
+    @discardableResult
+    public static func signalGroup(_ group: pid_t, _ signal: Int32) -> Bool { Glibc.kill(-group, signal) == 0 }
+
+    /// Sends `signal` to one process; false if it is gone.
+    @discardableResult
+    public static func signal(_ pid: pid_t, _ signal: Int32) -> Bool { Glibc.kill(pid, signal) == 0 }
+
+    /// Whether the process group `group` still has members.
+    public static func groupExists(_ group: pid_t) -> Bool { Glibc.kill(-group, 0) == 0 || errno == EPERM }
+
+    /// Reaps `pid` without blocking: nil while it runs, else its exit status (128+signal when killed).
+    public static func reap(_ pid: pid_t, wait: Bool = false) -> Int? {
+        var status: Int32 = 0
+        while true {
+            let r = waitpid(pid, &status, wait ? 0 : WNOHANG)
+            if r == 0 { return nil }
+            if r < 0 {
+                if errno == EINTR { continue }
+                return -1
+            }
+            let low = status & 0x7F
+            return low == 0 ? Int((status >> 8) & 0xFF) : 128 + Int(low)
+        }
+    }
+}
+
+/// Process-wide signal set-up.
+public enum Signals {
+    /// Blocks `signals` in the calling thread (call before starting threads so all inherit it).
+    public static func block(_ signals: [Int32]) {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in signals { sigaddset(&set, s) }
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+    }
+
+    /// Ignores SIGPIPE, so writes to a closed pipe or socket return EPIPE instead of killing the process.
+    public static func ignorePipe() { signal(SIGPIPE, SIG_IGN) }
+}

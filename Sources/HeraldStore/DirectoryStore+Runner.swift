@@ -1,0 +1,209 @@
+import Glibc
+import HeraldCore
+import HeraldPOSIX
+
+/// A claim in the state directory: the job's liveness lock and, for a limited kind, a slot lock.
+final class DirectoryClaim: JobClaim, @unchecked Sendable {
+    let job: Job
+    private let lockPath: String
+    private let lock: FileDescriptor
+    private let slot: FileDescriptor?
+    private var released = false  // only the claiming thread calls release
+
+    init(job: Job, lockPath: String, lock: FileDescriptor, slot: FileDescriptor?) {
+        self.job = job
+        self.lockPath = lockPath
+        self.lock = lock
+        self.slot = slot
+    }
+
+    func release() {
+        guard !released else { return }
+        released = true
+        // Unlink while still holding the lock: recovery never takes a lock on a file that
+        // is about to disappear for a job that ended well.
+        _ = try? FileSystem.unlink(lockPath)
+        lock.close()
+        slot?.close()
+    }
+
+    deinit { release() }
+}
+
+extension DirectoryStore: RunnerStore {
+    /// Runs `body` holding the queue lock, which serializes ingest, claim, cancel and recovery across runners.
+    func withQueueLock<T>(_ body: () throws(StoreError) -> T) throws(StoreError) -> T {
+        let fd = try unavailableOnFailure { () throws(SystemError) -> FileDescriptor in
+            let fd = try FileDescriptor.open(root + "/queue.lock", O_RDWR | O_CREAT, mode: 0o664)
+            _ = try fd.lockExclusive(wait: true)
+            return fd
+        }
+        defer { fd.close() }
+        return try body()
+    }
+
+    func marker(_ id: JobID) -> String { "\(queue)/\(id.text)" }
+
+    func touch(_ path: String) throws(StoreError) {
+        try unavailableOnFailure { () throws(SystemError) in try FileDescriptor.open(path, O_WRONLY | O_CREAT, mode: 0o664).close() }
+    }
+
+    func unlinkQuietly(_ path: String) { _ = try? FileSystem.unlink(path) }
+
+    public func ingest() throws(StoreError) -> Int {
+        let waiting = try names(new).compactMap { DirectoryStore.id(fromFileName: $0, suffix: ".json") }
+        guard !waiting.isEmpty else { return 0 }
+        return try withQueueLock { () throws(StoreError) -> Int in
+            var count = 0
+            for id in waiting {
+                guard FileSystem.exists(submissionPath(id)) else { continue }  // another runner took it
+                // Marker first: a crash between the two steps leaves a marker whose job is still in new/,
+                // which the next ingest completes; never a queued job without a marker.
+                try touch(marker(id))
+                try unavailableOnFailure { () throws(SystemError) in try FileSystem.rename(submissionPath(id), statusPath(id)) }
+                count += 1
+            }
+            try unavailableOnFailure { () throws(SystemError) in try FileSystem.syncDirectory(jobsDir) }
+            return count
+        }
+    }
+
+    public func recoverLostJobs(kinds: [String: KindConfig], now: Timestamp) throws(StoreError) -> [Job] {
+        let locks = try names(running).compactMap { DirectoryStore.id(fromFileName: $0, suffix: ".lock") }
+        guard !locks.isEmpty else { return [] }
+        return try withQueueLock { () throws(StoreError) -> [Job] in
+            var recovered: [Job] = []
+            for id in locks {
+                let path = "\(running)/\(id.text).lock"
+                guard let fd = try? FileDescriptor.open(path, O_RDWR) else { continue }
+                defer { fd.close() }
+                guard (try? fd.lockExclusive(wait: false)) == true else { continue }  // its runner is alive
+                if let job = try read(statusPath(id)) {
+                    switch job.state {
+                    case .running:
+                        let retries = kinds[job.kind]?.retries ?? 0
+                        let lost = JobError(.runnerLost, "the runner running attempt \(job.attempt) stopped unexpectedly")
+                        if let next = job.applying(.aborted(lost), at: now, retries: retries) {
+                            try write(next, durable: true)
+                            if next.state == .queued { try touch(marker(id)) }
+                            recovered.append(next)
+                        }
+                    case .queued:
+                        try touch(marker(id))  // a requeue that died before its marker
+                    default: break
+                    }
+                }
+                unlinkQuietly(path)
+            }
+            return recovered
+        }
+    }
+
+    public func cancelRequestedQueuedJobs(now: Timestamp) throws(StoreError) -> [Job] {
+        let requested = try names(cancel).compactMap { JobID($0) }
+        guard !requested.isEmpty else { return [] }
+        return try withQueueLock { () throws(StoreError) -> [Job] in
+            var canceled: [Job] = []
+            for id in requested {
+                guard let job = try read(statusPath(id)) else {
+                    if !FileSystem.exists(submissionPath(id)) { clearCancelRequest(id) }  // no such job
+                    continue
+                }
+                switch job.state {
+                case .queued:
+                    guard let next = job.applying(.cancel, at: now, retries: 0) else { continue }
+                    try write(next, durable: true)
+                    unlinkQuietly(marker(id))
+                    clearCancelRequest(id)
+                    canceled.append(next)
+                case .running: continue  // its runner cancels it
+                default: clearCancelRequest(id)
+                }
+            }
+            return canceled
+        }
+    }
+
+    public func claimNext(kinds: [String: KindConfig], now: Timestamp) throws(StoreError) -> (any JobClaim)? {
+        let queued = try names(queue).compactMap { JobID($0) }.sorted()
+        guard !queued.isEmpty else { return nil }
+        return try withQueueLock { () throws(StoreError) -> (any JobClaim)? in
+            var fullKinds = Set<String>()
+            for id in queued {
+                guard let job = try read(statusPath(id)) else {
+                    if !FileSystem.exists(submissionPath(id)) { unlinkQuietly(marker(id)) }
+                    continue
+                }
+                guard job.state == .queued else { unlinkQuietly(marker(id)); continue }
+                if fullKinds.contains(job.kind) { continue }
+                guard let kind = kinds[job.kind] else { continue }  // a kind this runner's config lacks: leave it
+                var slot: FileDescriptor?
+                if let limit = kind.concurrency {
+                    slot = try freeSlot(kind: job.kind, limit: limit)
+                    if slot == nil { fullKinds.insert(job.kind); continue }
+                }
+                let lockPath = "\(running)/\(id.text).lock"
+                guard let lock = try lockNow(lockPath) else { slot?.close(); continue }
+                guard let started = job.applying(.start, at: now, retries: kind.retries) else { lock.close(); slot?.close(); continue }
+                do throws(StoreError) {
+                    try write(started, durable: true)
+                } catch {
+                    unlinkQuietly(lockPath)
+                    lock.close()
+                    slot?.close()
+                    throw error
+                }
+                unlinkQuietly(marker(id))
+                return DirectoryClaim(job: started, lockPath: lockPath, lock: lock, slot: slot)
+            }
+            return nil
+        }
+    }
+
+    func freeSlot(kind: String, limit: Int) throws(StoreError) -> FileDescriptor? {
+        for n in 0..<limit {
+            if let fd = try lockNow("\(slots)/\(kind).\(n).lock") { return fd }
+        }
+        return nil
+    }
+
+    /// Opens (creating) a lock file and takes its flock without waiting; nil when another process holds it.
+    func lockNow(_ path: String) throws(StoreError) -> FileDescriptor? {
+        try unavailableOnFailure { () throws(SystemError) -> FileDescriptor? in
+            let fd = try FileDescriptor.open(path, O_RDWR | O_CREAT, mode: 0o664)
+            do throws(SystemError) {
+                if try fd.lockExclusive(wait: false) { return fd }
+            } catch {
+                fd.close()
+                throw error
+            }
+            fd.close()
+            return nil
+        }
+    }
+
+    public func write(_ job: Job, durable: Bool) throws(StoreError) {
+        try replaceAtomically(statusPath(job.id), with: DirectoryStore.encode(job), syncDirectory: durable ? jobsDir : nil)
+    }
+
+    public func enqueue(_ id: JobID) throws(StoreError) { try touch(marker(id)) }
+
+    public func isCancelRequested(_ id: JobID) -> Bool { FileSystem.exists(cancelPath(id)) }
+
+    public func clearCancelRequest(_ id: JobID) { unlinkQuietly(cancelPath(id)) }
+
+    public func logPath(for id: JobID) -> String { logPath(id) }
+
+    public func finishedJobs(before cutoff: Timestamp) throws(StoreError) -> [Job] {
+        try names(jobsDir).compactMap { DirectoryStore.id(fromFileName: $0, suffix: ".json") }.compactMap { id -> Job? in
+            guard let job = try? read(statusPath(id)), job.state.isTerminal, let end = job.finishedAt, end < cutoff else { return nil }
+            return job
+        }
+    }
+
+    public func remove(_ id: JobID) throws(StoreError) {
+        // The status file goes last: a job is listed until everything else of it is gone.
+        for path in [logPath(id), cancelPath(id), marker(id)] { unlinkQuietly(path) }
+        try unavailableOnFailure { () throws(SystemError) in _ = try FileSystem.unlink(statusPath(id)) }
+    }
+}

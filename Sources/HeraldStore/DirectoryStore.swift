@@ -1,0 +1,148 @@
+// The state directory: the filesystem is the database (after nq and Maildir).
+//
+//   tmp/              files being written; renamed into place when complete
+//   new/ID.json       submissions not yet seen by a runner (web and CLI: tmp → fsync → rename)
+//   jobs/ID.json      the job's status; only runners write it (tmp → fsync → rename)
+//   queue/ID          an empty marker per queued job, so claiming never reads finished jobs
+//   running/ID.lock   flock held by the runner process running the job: held = alive
+//   slots/KIND.N.lock flock per concurrency slot of a kind, across all runner processes
+//   cancel/ID         an empty file: someone asked to cancel the job
+//   logs/ID.log       the job program's output
+//   queue.lock        flock serializing ingest, claim and recovery across runners
+//
+// Readers never see a partial file because every file with content appears by rename.
+// docs/PROTOCOL.md tells the whole protocol.
+import Glibc
+import HeraldCore
+import HeraldPOSIX
+
+/// The state directory store, shared by herald-fcgi and herald-runner.
+public final class DirectoryStore: JobStore, @unchecked Sendable {
+    // Immutable after init; every method is safe from any thread.
+    public let root: String
+    let tmp, new, jobsDir, queue, running, slots, cancel, logs: String
+
+    /// Opens the store at `root`. With `create`, makes the directories that are missing (the runner does; the web side only checks).
+    public init(root: String, create: Bool) throws(StoreError) {
+        self.root = root
+        tmp = root + "/tmp"
+        new = root + "/new"
+        jobsDir = root + "/jobs"
+        queue = root + "/queue"
+        running = root + "/running"
+        slots = root + "/slots"
+        cancel = root + "/cancel"
+        logs = root + "/logs"
+        let all = [root, tmp, new, jobsDir, queue, running, slots, cancel, logs]
+        for dir in all {
+            if create {
+                try unavailableOnFailure { () throws(SystemError) in try FileSystem.makeDirectory(dir) }
+            } else if !FileSystem.exists(dir) {
+                throw .unavailable("\(dir) is missing (herald-runner creates it on its first start)")
+            }
+        }
+    }
+
+    func statusPath(_ id: JobID) -> String { "\(jobsDir)/\(id.text).json" }
+    func submissionPath(_ id: JobID) -> String { "\(new)/\(id.text).json" }
+    func logPath(_ id: JobID) -> String { "\(logs)/\(id.text).log" }
+    func cancelPath(_ id: JobID) -> String { "\(cancel)/\(id.text)" }
+
+    /// Runs a filesystem step; a failing syscall makes the store unavailable (the API's 503).
+    func unavailableOnFailure<T>(_ body: () throws(SystemError) -> T) throws(StoreError) -> T {
+        do { return try body() } catch { throw .unavailable(error.description) }
+    }
+
+    // MARK: Writing a file whole
+
+    /// Writes `bytes` to a temp file, fsyncs it and renames it over `path`: readers see the old file or the new, never a part.
+    func replaceAtomically(_ path: String, with bytes: [UInt8], syncDirectory: String? = nil) throws(StoreError) {
+        let temp = "\(tmp)/\(getpid()).\(RandomSource.bytes(6).map { String($0, radix: 16) }.joined()).tmp"
+        do {
+            let fd = try FileDescriptor.open(temp, O_WRONLY | O_CREAT | O_EXCL, mode: 0o664)
+            try fd.closeAfter { (fd) throws(SystemError) in
+                try fd.writeAll(bytes)
+                try fd.fsync()
+            }
+            try FileSystem.rename(temp, path)
+            if let syncDirectory { try FileSystem.syncDirectory(syncDirectory) }
+        } catch {
+            _ = try? FileSystem.unlink(temp)  // nothing half-written stays behind
+            throw .unavailable(error.description)
+        }
+    }
+
+    static func encode(_ job: Job) -> [UInt8] { Array((job.json(urlPrefix: nil).text + "\n").utf8) }
+
+    func decode(_ bytes: [UInt8], _ path: String) throws(StoreError) -> Job {
+        guard let json = try? JSON.parse(bytes), let job = Job(json: json) else { throw .corrupt("\(path) does not hold a job") }
+        return job
+    }
+
+    func read(_ path: String) throws(StoreError) -> Job? {
+        let bytes: [UInt8]?
+        do { bytes = try FileSystem.read(path) } catch { throw .unavailable(error.description) }
+        guard let bytes else { return nil }
+        return try decode(bytes, path)
+    }
+
+    func names(_ dir: String) throws(StoreError) -> [String] {
+        try unavailableOnFailure { () throws(SystemError) in try FileSystem.list(dir) }
+    }
+
+    static func id(fromFileName name: String, suffix: String) -> JobID? {
+        guard name.hasSuffix(suffix) else { return nil }
+        return JobID(name.dropLast(suffix.count))
+    }
+
+    // MARK: JobStore
+
+    public func submit(_ job: Job) throws(StoreError) {
+        try replaceAtomically(submissionPath(job.id), with: DirectoryStore.encode(job), syncDirectory: new)
+    }
+
+    public func job(_ id: JobID) throws(StoreError) -> Job? {
+        // A runner moves new/ID.json to jobs/ID.json by rename: look in jobs/ again after new/
+        // so a job being moved between the two lookups is not missed.
+        if let job = try read(statusPath(id)) { return job }
+        if let job = try read(submissionPath(id)) { return job }
+        return try read(statusPath(id))
+    }
+
+    public func jobs(_ filter: JobFilter) throws(StoreError) -> [Job] {
+        var ids = Set<JobID>()
+        for name in try names(jobsDir) { if let id = DirectoryStore.id(fromFileName: name, suffix: ".json") { ids.insert(id) } }
+        for name in try names(new) { if let id = DirectoryStore.id(fromFileName: name, suffix: ".json") { ids.insert(id) } }
+        var result: [Job] = []
+        for id in ids.sorted(by: >) where filter.before.map({ id < $0 }) ?? true {
+            guard let job = try? self.job(id) else { continue }  // gone or unreadable meanwhile: skip it
+            if let state = filter.state, job.state != state { continue }
+            if let kind = filter.kind, job.kind != kind { continue }
+            result.append(job)
+            if result.count >= filter.limit { break }
+        }
+        return result
+    }
+
+    public func requestCancel(_ id: JobID) throws(StoreError) {
+        // An empty file appears whole by creation: no temp file needed.
+        try unavailableOnFailure { () throws(SystemError) in try FileDescriptor.open(cancelPath(id), O_WRONLY | O_CREAT, mode: 0o664).close() }
+    }
+
+    public func log(_ id: JobID, from offset: Int, maxBytes: Int) throws(StoreError) -> [UInt8] {
+        do {
+            let fd = try FileDescriptor.open(logPath(id), O_RDONLY)
+            return try fd.closeAfter { (fd) throws(SystemError) in try fd.read(at: offset, upTo: maxBytes) }
+        } catch {
+            if error.errno == ENOENT { return [] }
+            throw .unavailable(error.description)
+        }
+    }
+
+    /// The size of the job's log so far.
+    public func logSize(_ id: JobID) -> Int { FileSystem.size(logPath(id)) ?? 0 }
+
+    public func watch() throws(StoreError) -> any StoreWatcher {
+        try DirectoryWatcher(store: self)
+    }
+}

@@ -1,0 +1,79 @@
+import Glibc
+import HeraldCore
+import HeraldPOSIX
+
+/// Watches the state directory: one inotify watch per directory (never per job or per client),
+/// or, where inotify is not available, a scan of the directories every `pollIntervalMilliseconds`.
+final class DirectoryWatcher: StoreWatcher {
+    private let store: DirectoryStore
+    private let inotify: Inotify?
+    private var directories: [Int32: String] = [:]
+    private var seen: [String: [String: Int64]] = [:]  // polling: dir -> name -> mtime+size fingerprint
+    let pollIntervalMilliseconds: Int
+
+    var fd: Int32? { inotify?.fd.rawValue }
+
+    init(store: DirectoryStore, forcePolling: Bool = ProcessEnvironment.forcePolling) throws(StoreError) {
+        self.store = store
+        pollIntervalMilliseconds = 250
+        let watched = [store.jobsDir, store.new, store.logs, store.cancel]
+        if !forcePolling, let inotify = try? Inotify() {
+            self.inotify = inotify
+            for dir in watched {
+                let mask = dir == store.logs ? UInt32(IN_MODIFY | IN_CREATE) : UInt32(IN_MOVED_TO | IN_CREATE | IN_CLOSE_WRITE)
+                do { directories[try inotify.watch(dir, mask: mask)] = dir } catch { throw .unavailable(error.description) }
+            }
+        } else {
+            inotify = nil
+            for dir in watched { seen[dir] = try fingerprints(dir) }
+        }
+    }
+
+    deinit { inotify?.fd.close() }
+
+    func changes() throws(StoreError) -> [StoreChange] {
+        var changes = Set<StoreChange>()
+        if let inotify {
+            let events: [Inotify.Event]
+            do { events = try inotify.readEvents() } catch { throw .unavailable(error.description) }
+            for event in events {
+                guard let dir = directories[event.watch], let change = change(in: dir, name: event.name) else { continue }
+                changes.insert(change)
+            }
+        } else {
+            for (dir, before) in seen {
+                let now = try fingerprints(dir)
+                for (name, print) in now where before[name] != print {
+                    if let change = change(in: dir, name: name) { changes.insert(change) }
+                }
+                seen[dir] = now
+            }
+        }
+        return Array(changes)
+    }
+
+    private func change(in dir: String, name: String) -> StoreChange? {
+        switch dir {
+        case store.jobsDir: return DirectoryStore.id(fromFileName: name, suffix: ".json").map(StoreChange.job)
+        case store.new: return DirectoryStore.id(fromFileName: name, suffix: ".json").map(StoreChange.submitted)
+        case store.logs: return DirectoryStore.id(fromFileName: name, suffix: ".log").map(StoreChange.log)
+        case store.cancel: return JobID(name).map(StoreChange.cancelRequested)
+        default: return nil
+        }
+    }
+
+    private func fingerprints(_ dir: String) throws(StoreError) -> [String: Int64] {
+        var result: [String: Int64] = [:]
+        for name in try store.names(dir) {
+            let path = "\(dir)/\(name)"
+            result[name] = (FileSystem.modificationTime(path) ?? 0) &* 1_000_003 &+ Int64(FileSystem.size(path) ?? 0)
+        }
+        return result
+    }
+}
+
+/// Settings read from the environment once.
+enum ProcessEnvironment {
+    /// `HERALD_WATCH=poll` forces the polling watcher (for filesystems without inotify, and for tests).
+    static let forcePolling: Bool = getenv("HERALD_WATCH").map { String(cString: $0) == "poll" } ?? false
+}

@@ -1,0 +1,69 @@
+import HeraldCore
+
+/// Why the store could not do what was asked.
+public enum StoreError: Error, Sendable, CustomStringConvertible {
+    /// The state directory cannot be written (full, read-only, permissions): the API answers 503.
+    case unavailable(String)
+    /// A status file exists but does not hold a valid job.
+    case corrupt(String)
+
+    public var description: String {
+        switch self {
+        case let .unavailable(why): return "state directory unavailable: \(why)"
+        case let .corrupt(why): return "corrupt state: \(why)"
+        }
+    }
+}
+
+/// Which jobs a listing wants: newest first, optionally by state and kind, older than `before`.
+public struct JobFilter: Sendable {
+    public var state: JobState?
+    public var kind: String?
+    public var limit: Int
+    public var before: JobID?
+
+    public init(state: JobState? = nil, kind: String? = nil, limit: Int = 100, before: JobID? = nil) {
+        self.state = state
+        self.kind = kind
+        self.limit = limit
+        self.before = before
+    }
+}
+
+/// Something that changed in the store, as the watcher reports it.
+public enum StoreChange: Hashable, Sendable {
+    /// The job's status was written (or it was submitted).
+    case job(JobID)
+    /// The job's log grew.
+    case log(JobID)
+    /// Someone asked to cancel the job.
+    case cancelRequested(JobID)
+    /// A new submission is waiting for a runner.
+    case submitted(JobID)
+}
+
+/// Reports store changes; pollable through `fd` where the backend has one.
+public protocol StoreWatcher: AnyObject {
+    /// A descriptor that becomes readable when changes are waiting, or nil: then call `changes()` every `pollInterval`.
+    var fd: Int32? { get }
+    /// How often to call `changes()` when there is no descriptor, in milliseconds.
+    var pollIntervalMilliseconds: Int { get }
+    /// The changes since the last call (deduplicated, in no particular order).
+    func changes() throws(StoreError) -> [StoreChange]
+}
+
+/// What the web side may do with jobs: read them, submit new ones, ask for cancellation. It never writes job state.
+public protocol JobStore: Sendable {
+    /// Makes a submitted job visible to runners, entirely or not at all.
+    func submit(_ job: Job) throws(StoreError)
+    /// The job's current state, or nil if there is no such job.
+    func job(_ id: JobID) throws(StoreError) -> Job?
+    /// Jobs matching `filter`, newest first.
+    func jobs(_ filter: JobFilter) throws(StoreError) -> [Job]
+    /// Asks the runner to cancel the job (idempotent).
+    func requestCancel(_ id: JobID) throws(StoreError)
+    /// Up to `maxBytes` of the job's output from byte `offset` (empty when there is none yet).
+    func log(_ id: JobID, from offset: Int, maxBytes: Int) throws(StoreError) -> [UInt8]
+    /// A watcher for every change in the store: one for the whole store, never one per job.
+    func watch() throws(StoreError) -> any StoreWatcher
+}

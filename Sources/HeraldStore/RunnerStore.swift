@@ -1,0 +1,35 @@
+import HeraldCore
+
+/// A job a runner has claimed: while the claim is held the job is alive; release it when the attempt ends.
+public protocol JobClaim: AnyObject, Sendable {
+    /// The job as written when it was claimed (state `running`).
+    var job: Job { get }
+    /// Ends the claim: the liveness lock and the concurrency slot are freed.
+    func release()
+}
+
+/// What runners do with the store, on top of what the web side does. Only runners write job state.
+public protocol RunnerStore: JobStore {
+    /// Moves waiting submissions into the queue (the `.path` unit watches for them). Returns how many.
+    func ingest() throws(StoreError) -> Int
+    /// Finds jobs whose runner died (their liveness lock is free) and retries or fails them (`runner_lost`).
+    func recoverLostJobs(kinds: [String: KindConfig], now: Timestamp) throws(StoreError) -> [Job]
+    /// Cancels queued jobs that someone asked to cancel; returns the jobs now canceled.
+    func cancelRequestedQueuedJobs(now: Timestamp) throws(StoreError) -> [Job]
+    /// Claims the oldest queued job whose kind has a free concurrency slot, and marks it running.
+    func claimNext(kinds: [String: KindConfig], now: Timestamp) throws(StoreError) -> (any JobClaim)?
+    /// Writes a new state of a claimed job; `durable` also makes the rename itself durable (final states).
+    func write(_ job: Job, durable: Bool) throws(StoreError)
+    /// Puts a job back in the queue after a retry or an interrupted attempt (its state already written as queued).
+    func enqueue(_ id: JobID) throws(StoreError)
+    /// Whether someone asked to cancel the job.
+    func isCancelRequested(_ id: JobID) -> Bool
+    /// Forgets a cancellation request (after the job ended).
+    func clearCancelRequest(_ id: JobID)
+    /// The path of the job's log, for the runner to append to.
+    func logPath(for id: JobID) -> String
+    /// Jobs that ended before `cutoff`, for gc.
+    func finishedJobs(before cutoff: Timestamp) throws(StoreError) -> [Job]
+    /// Removes an ended job, its log and any leftovers.
+    func remove(_ id: JobID) throws(StoreError)
+}
