@@ -1,0 +1,128 @@
+"""A real headless Chromium against the real stack (nginx + herald-fcgi + herald-runner):
+the demo page and herald.js, driven only by EventSource."""
+
+import re
+import time
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+JOB_PATH = re.compile(r"^/jobs/[0-9a-hjkmnp-tv-z]{26}(\?.*)?$")
+
+
+def wait_for(driver, condition, timeout=30, message=""):
+    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: condition(d), message)
+
+
+def open_demo(browser, stack):
+    browser.get(stack.demo_url)
+    wait_for(browser, lambda d: d.execute_script("return !!(window.Herald && window.Herald.watchJob)"), 15,
+             "herald.js did not load on the demo page")
+    wait_for(browser, lambda d: d.find_element(By.ID, "start").is_enabled(), 15, "#start is not usable")
+
+
+def test_demo_page_shows_live_progress_without_polling(stack, browser):
+    open_demo(browser, stack)
+    for field, value in (("steps", "5"), ("interval", "300"), ("fail-at", "")):
+        el = browser.find_element(By.ID, field)
+        el.clear()
+        if value:
+            el.send_keys(value)
+    browser.find_element(By.ID, "start").click()
+
+    row = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "[data-job-id]"), 15,
+                   "no job row appeared after #start")[0]
+    job_id = row.get_attribute("data-job-id")
+    assert re.fullmatch(r"[0-9a-hjkmnp-tv-z]{26}", job_id), job_id
+
+    # Watch the row as it updates: the progress must move through intermediate values.
+    seen_progress, seen_states = [], []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        state, progress = browser.execute_script(
+            "const r = document.querySelector(`[data-job-id='${arguments[0]}']`);"
+            "return [r.querySelector('.state').textContent.trim(), r.querySelector('progress').value];", job_id)
+        if not seen_progress or seen_progress[-1] != progress:
+            seen_progress.append(progress)
+        if not seen_states or seen_states[-1] != state:
+            seen_states.append(state)
+        if state == "succeeded" and progress == 100:
+            break
+        time.sleep(0.05)
+    assert seen_states[-1] == "succeeded" and seen_progress[-1] == 100, \
+        f"states {seen_states}, progress {seen_progress}\n{stack.diagnostics()}"
+    assert any(0 < p < 100 for p in seen_progress), f"no live progress seen between 0 and 100: {seen_progress}"
+    assert row.find_element(By.CSS_SELECTOR, ".cancel").get_attribute("disabled") is not None
+    assert "step 5/5" in row.find_element(By.CSS_SELECTOR, ".message").text
+
+    # Driven by EventSource alone: event streams, and no GET /jobs/ID polling.
+    wait_for(browser, lambda d: any("/events" in uri for _, uri, _ in stack.requests_seen("GET", "/jobs")), 10,
+             "nginx logged no finished event stream")
+    gets = stack.requests_seen("GET", "/jobs")
+    streams = [uri for _, uri, status in gets if "/events" in uri]
+    polls = [uri for _, uri, _ in gets if JOB_PATH.match(uri)]
+    assert streams, gets
+    assert job_id in " ".join(streams), streams
+    assert not polls, f"the page polled: {polls}"
+    assert [m for m, uri, s in stack.requests_seen("POST", "/jobs") if uri == "/jobs" and s == 201], "no POST /jobs"
+
+
+WATCH_SCRIPT = """
+const [id, multi] = arguments;
+window.__watch = {statuses: [], connection: [], end: null, errors: []};
+const w = window.__watch;
+const handlers = {
+  onStatus: (job) => w.statuses.push({id: job.id, state: job.state, progress: job.progress, seq: job.seq}),
+  onConnection: (s) => w.connection.push(s),
+  onEnd: (result) => { w.end = result; },
+  onError: (e) => w.errors.push(String(e.message)),
+};
+window.__handle = multi ? Herald.watchJobs(id, handlers) : Herald.watchJob(id, handlers);
+"""
+
+
+def watch_state(browser):
+    return browser.execute_script("return window.__watch")
+
+
+def test_herald_js_keeps_final_state_across_fcgi_restart(stack, browser):
+    open_demo(browser, stack)
+    job = stack.submit("demo", {"steps": "12", "interval_ms": "400"})
+    browser.execute_script(WATCH_SCRIPT, job["id"], False)
+
+    wait_for(browser, lambda d: any(s["state"] == "running" and s["progress"] > 0 for s in watch_state(d)["statuses"]),
+             20, "no running status with progress arrived before the restart")
+    # herald-fcgi goes away mid-job for a moment: nginx answers 502 meanwhile, which
+    # makes EventSource give up; herald.js must come back and still see the end.
+    stack.restart_fcgi(down_for=1.0)
+
+    w = wait_for(browser, lambda d: (lambda w: w if w["end"] is not None else None)(watch_state(d)), 40,
+                 "onEnd never came after the restart")
+    assert w["end"] == "succeeded", w
+    last = w["statuses"][-1]
+    assert last["state"] == "succeeded" and last["progress"] == 100, w["statuses"]
+    seqs = [s["seq"] for s in w["statuses"]]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), f"statuses went back or repeated: {seqs}"
+    assert "reconnecting" in w["connection"], w["connection"]
+    assert w["connection"][-1] == "closed", w["connection"]
+    assert not w["errors"], w["errors"]
+    assert stack.wait_job(job["id"], timeout=5)["state"] == "succeeded"
+
+
+def test_herald_js_watches_several_jobs_over_one_stream(stack, browser):
+    open_demo(browser, stack)
+    ok = stack.submit("demo", {"steps": "3", "interval_ms": "200"})
+    bad = stack.submit("demo", {"steps": "4", "interval_ms": "200", "fail_at": "2"})
+    browser.execute_script(WATCH_SCRIPT, [ok["id"], bad["id"]], True)
+
+    w = wait_for(browser, lambda d: (lambda w: w if w["end"] is not None else None)(watch_state(d)), 30,
+                 "onEnd never came for the multi-job stream")
+    assert w["end"] == {"jobs": {ok["id"]: "succeeded", bad["id"]: "failed"}}, w
+    finals = {}
+    for s in w["statuses"]:
+        finals[s["id"]] = s
+    assert finals[ok["id"]]["state"] == "succeeded" and finals[ok["id"]]["progress"] == 100
+    assert finals[bad["id"]]["state"] == "failed"
+    streams = [uri for _, uri, _ in stack.requests_seen("GET", "/jobs/events")]
+    assert streams and all("ids=" in uri for uri in streams), streams
