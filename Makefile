@@ -41,5 +41,36 @@ unit-test:
 integration-test:
 	HERALD_BIN_DIR="$(BUILD_DIR)" $(PYTHON) -m pytest -q tests
 
+# The stack on http://127.0.0.1:$(PORT)/herald/ with a private state dir in .demo/; Ctrl-C stops it.
+demo: build
+	$(PYTHON) scripts/herald_stack.py demo --port $(PORT) --bin-dir "$(BUILD_DIR)"
+
+# BIN_DIR=DIR installs already built binaries (the tests pass the debug ones);
+# without it a release build is made first. Paths inside the installed files
+# (ExecStart, the web root alias, cron) are rewritten to PREFIX and SYSCONFDIR.
+BIN_DIR         ?=
+INSTALL_BIN_DIR  = $(or $(BIN_DIR),$(shell $(SWIFT) build -c release --show-bin-path 2>/dev/null))
+SHARE_DIR        = $(DESTDIR)$(PREFIX)/share/herald
+FIX_PATHS        = sed -e 's|/usr/local/|$(PREFIX)/|g' -e 's|/etc/herald/|$(SYSCONFDIR)/herald/|g' \
+                       -e 's|/usr/share/herald/web/|$(PREFIX)/share/herald/web/|g'
+UNITS            = herald-fcgi.socket herald-fcgi.service herald-runner.service herald-runner-once.service \
+                   herald-runner.path herald-runner.timer herald-gc.service herald-gc.timer
+
+install:
+	$(if $(BIN_DIR),,$(MAKE) deps && $(SWIFT) build -c release)
+	install -D -m 0755 "$(INSTALL_BIN_DIR)/herald-fcgi" "$(DESTDIR)$(PREFIX)/bin/herald-fcgi"
+	install -D -m 0755 "$(INSTALL_BIN_DIR)/herald-runner" "$(DESTDIR)$(PREFIX)/bin/herald-runner"
+	install -D -m 0644 config/herald.yml "$(DESTDIR)$(SYSCONFDIR)/herald/herald.yml.example"
+	install -d -m 0755 "$(SHARE_DIR)/nginx" "$(SHARE_DIR)/web" "$(SHARE_DIR)/cron" "$(DESTDIR)$(UNITDIR)" \
+	    "$(DESTDIR)$(PREFIX)/share/doc/herald"
+	$(FIX_PATHS) nginx/herald.conf > "$(SHARE_DIR)/nginx/herald.conf"
+	$(FIX_PATHS) nginx/example-site.conf > "$(SHARE_DIR)/nginx/example-site.conf"
+	chmod 0644 "$(SHARE_DIR)/nginx/herald.conf" "$(SHARE_DIR)/nginx/example-site.conf"
+	install -m 0644 web/index.html web/demo.css web/demo.js web/herald.js web/herald.mjs "$(SHARE_DIR)/web/"
+	$(FIX_PATHS) cron/herald > "$(SHARE_DIR)/cron/herald"
+	chmod 0644 "$(SHARE_DIR)/cron/herald"
+	for u in $(UNITS); do $(FIX_PATHS) "systemd/$$u" > "$(DESTDIR)$(UNITDIR)/$$u" && chmod 0644 "$(DESTDIR)$(UNITDIR)/$$u" || exit 1; done
+	for d in DEPLOY.md PROTOCOL.md API.md openapi.yaml; do [ ! -f "docs/$$d" ] || install -m 0644 "docs/$$d" "$(DESTDIR)$(PREFIX)/share/doc/herald/"; done
+
 clean:
 	rm -rf .build .demo .test-tmp
