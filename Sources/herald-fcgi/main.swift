@@ -1,1 +1,140 @@
-print("stub")
+// herald-fcgi: wiring only. Parse arguments, load the configuration, open the store,
+// start the stream hub and the accepting threads, and drain on SIGTERM.
+import ArgumentParser
+import Foundation
+import Glibc
+import HeraldAPI
+import HeraldCore
+import HeraldFastCGI
+import HeraldPOSIX
+import HeraldStore
+import HeraldStreams
+import Synchronization
+
+let log = Log(program: "herald-fcgi")
+
+struct HeraldFCGI: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "herald-fcgi",
+        abstract: "The Herald FastCGI responder: the job API and live event streams, behind nginx.",
+        version: "0.1.0")
+
+    @Option(help: "The configuration file (default: $HERALD_CONFIG or /etc/herald/herald.yml).")
+    var config: String?
+
+    @Option(help: "Listen on this unix socket path (default: the configuration's 'socket'), unless a socket is handed over on fd 0 or by systemd.")
+    var socket: String?
+
+    @Flag(help: "Check the configuration and exit: 0 if good, 78 if not.")
+    var checkConfig = false
+
+    /// Accepting threads: streams park in the hub, so only plain requests hold one.
+    static let acceptingThreads = 8
+
+    func run() throws {
+        let config: Config
+        do { config = try ConfigFile.load(explicit: self.config) } catch {
+            log(.error, "bad configuration: \(error)")
+            throw ExitCode(78)
+        }
+        if checkConfig {
+            print("configuration OK: \(ConfigFile.path(explicit: self.config))")
+            return
+        }
+        let auth = try loadAuth(config)
+        let store: DirectoryStore
+        do { store = try (try? DirectoryStore(root: config.stateDir, create: true)) ?? DirectoryStore(root: config.stateDir, create: false) } catch {
+            log(.error, "\(error)")
+            throw ExitCode(69)
+        }
+        let source = ListenSource.detect(socketPath: socket ?? config.socket)
+        let server: FastCGIServer
+        do { server = try FastCGIServer(source: source) } catch {
+            log(.error, "cannot listen: \(error)")
+            throw ExitCode(69)
+        }
+        // After FCGX_Init, which installs its own SIGTERM handler: block the signals in every
+        // thread and take them with sigwait below instead.
+        Signals.block([SIGTERM, SIGINT, SIGHUP])
+        Signals.ignorePipe()
+
+        let hub = try StreamHub(store: store, urlPrefix: config.urlPrefix, heartbeat: config.heartbeat, log: { log(.warning, $0) })
+        let api = HeraldAPI(config: config, store: store, auth: auth, metrics: hub.metrics, log: { log(.error, $0) })
+        hub.start()
+        let inFlight = Atomic<Int>(0)
+        let threads = (0..<HeraldFCGI.acceptingThreads).map { n in
+            let thread = Thread {
+                while let request = server.accept() {
+                    inFlight.add(1, ordering: .relaxed)
+                    serve(request, api: api, hub: hub)
+                    inFlight.add(-1, ordering: .relaxed)
+                }
+            }
+            thread.name = "herald-accept-\(n)"
+            return thread
+        }
+        threads.forEach { $0.start() }
+        log(.info, "listening (\(describe(source))), state dir \(config.stateDir), \(config.kinds.count) kinds")
+
+        let signal = waitForSignal([SIGTERM, SIGINT])
+        log(.info, "signal \(signal): draining \(hub.metrics.openStreams.load(ordering: .relaxed)) streams")
+        server.stopAccepting()
+        // A short jittered retry: browsers come back to the next process within about a second.
+        hub.drain(retry: { 500 + Int(RandomSource.bytes(1)[0]) * 4 }, timeout: .seconds(4))
+        let deadline = Clock.monotonicMilliseconds() + 800
+        while inFlight.load(ordering: .relaxed) > 0, Clock.monotonicMilliseconds() < deadline { Clock.sleep(milliseconds: 10) }
+        log(.info, "stopped")
+        Glibc.exit(0)
+    }
+
+    func loadAuth(_ config: Config) throws -> SubmitterAuth {
+        guard !config.allowAnonymousSubmit else { return SubmitterAuth(tokensFileText: nil, anonymous: true) }
+        guard let path = config.submitTokensFile else {
+            log(.error, "bad configuration: submit_tokens_file is not set and allow_anonymous_submit is false: nobody could submit")
+            throw ExitCode(78)
+        }
+        do {
+            guard let bytes = try FileSystem.read(path) else { throw SystemError("open", errno: ENOENT, path: path) }
+            return SubmitterAuth(tokensFileText: String(decoding: bytes, as: UTF8.self), anonymous: false)
+        } catch {
+            log(.error, "cannot read submit_tokens_file: \(error)")
+            throw ExitCode(78)
+        }
+    }
+}
+
+/// Answers one request: a plain response through libfcgi, or a stream parked in the hub.
+func serve(_ request: FastCGIRequest, api: HeraldAPI, hub: StreamHub) {
+    switch api.handle(APIRequest(params: request.params, readBody: request.readBody)) {
+    case let .response(response):
+        request.respond(response.cgiBytes)
+        request.finish()
+    case let .stream(target, retry):
+        let connection = request.detach()
+        hub.park(ParkedStream(fd: connection.fd.rawValue, requestID: connection.requestID, target: target, retryMilliseconds: retry))
+    }
+}
+
+func describe(_ source: ListenSource) -> String {
+    switch source {
+    case .standardInput: return "socket on fd 0"
+    case .systemdActivation: return "systemd socket on fd 3"
+    case let .path(path): return path
+    }
+}
+
+func waitForSignal(_ signals: [Int32]) -> Int32 {
+    var set = sigset_t()
+    sigemptyset(&set)
+    for s in signals { sigaddset(&set, s) }
+    var received: Int32 = 0
+    while sigwait(&set, &received) != 0 {}
+    return received
+}
+
+do {
+    var command = try HeraldFCGI.parseAsRoot()
+    try command.run()
+} catch {
+    HeraldFCGI.exit(withError: error)
+}

@@ -1,0 +1,91 @@
+import HeraldCore
+import HeraldPOSIX
+import HeraldStore
+
+extension HeraldAPI {
+    func submit(_ request: APIRequest, _ query: Query) throws(APIError) -> APIResponse {
+        try requireSubmitter(request, query)
+        let contentType = request.params["CONTENT_TYPE"] ?? ""
+        guard contentType.split(separator: ";").first.map({ $0.trimmingCharacters() == "application/json" }) == true else {
+            throw APIError(415, "unsupported_media_type", "the body must be JSON (Content-Type: application/json)")
+        }
+        guard let length = Int(request.params["CONTENT_LENGTH"] ?? "0"), length >= 0 else {
+            throw APIError(400, "bad_request", "Content-Length is not a number")
+        }
+        // Refused from the declared length, before a byte of the body is read.
+        guard length <= config.maxBodyBytes else {
+            throw APIError(413, "body_too_large", "the body is \(length) bytes; the limit is \(config.maxBodyBytes)")
+        }
+        let body = request.readBody(length)
+        let json: JSON
+        do { json = try JSON.parse(body) } catch {
+            throw APIError(400, "bad_json", "the body is not valid JSON: \(error)")
+        }
+        guard case .object = json else { throw APIError(400, "bad_json", "the body must be a JSON object with 'kind' and 'params'") }
+        guard let kindName = json["kind"]?.stringValue else { throw APIError(400, "bad_json", "'kind' must be a string") }
+        guard let kind = config.kinds[kindName] else {
+            throw APIError(422, "unknown_kind", "no job kind named '\(kindName.prefix(64))'")
+        }
+        let params: [String: String]
+        do { params = try kind.validate(params: json["params"]) } catch {
+            throw APIError(422, "invalid_params", error.description)
+        }
+        let id = JobID(milliseconds: UInt64(Clock.wallMilliseconds()), random: RandomSource.bytes(10))
+        let job = Job(id: id, kind: kindName, params: params, now: Timestamp(milliseconds: Clock.wallMilliseconds()))
+        try storeCall { () throws(StoreError) in try store.submit(job) }
+        return .json(201, job.json(urlPrefix: config.urlPrefix), headers: [("Location", "\(config.urlPrefix)/\(id)")])
+    }
+
+    func list(_ request: APIRequest, _ query: Query) throws(APIError) -> APIResponse {
+        try requireSubmitter(request, query)
+        var filter = JobFilter(limit: 50)
+        if let s = query["state"] {
+            guard let state = JobState(rawValue: s) else {
+                throw APIError(400, "bad_query", "state must be one of queued, running, succeeded, failed, canceled")
+            }
+            filter.state = state
+        }
+        if let k = query["kind"] { filter.kind = k }
+        if let l = query["limit"] {
+            guard let limit = Int(l), (1...500).contains(limit) else { throw APIError(400, "bad_query", "limit must be a number from 1 to 500") }
+            filter.limit = limit
+        }
+        if let b = query["before"] {
+            guard let before = JobID(b) else { throw APIError(400, "bad_query", "before must be a job id") }
+            filter.before = before
+        }
+        let jobs = try storeCall { () throws(StoreError) in try store.jobs(filter) }
+        let next: JSON = jobs.count == filter.limit ? jobs.last.map { .string($0.id.text) } ?? .null : .null
+        return .json(200, .object([("jobs", .array(jobs.map { $0.json(urlPrefix: config.urlPrefix) })), ("next", next)]))
+    }
+
+    func cancel(_ id: JobID, _ request: APIRequest, _ query: Query) throws(APIError) -> APIResponse {
+        try requireSubmitter(request, query)
+        let job = try existing(id)
+        guard !job.state.isTerminal else {
+            throw APIError(409, "already_ended", "job \(id) already ended: \(job.state.rawValue)")
+        }
+        try storeCall { () throws(StoreError) in try store.requestCancel(id) }
+        return .json(202, job.json(urlPrefix: config.urlPrefix))
+    }
+
+    /// The log caps at 10 MiB plus a marker, so one answer holds it all.
+    static let maxLogAnswer = 11 << 20
+
+    func logAnswer(_ id: JobID, _ query: Query) throws(APIError) -> APIResponse {
+        _ = try existing(id)
+        var offset = 0
+        if let o = query["offset"] {
+            guard let v = Int(o), v >= 0 else { throw APIError(400, "bad_query", "offset must be a whole number of bytes, 0 or more") }
+            offset = v
+        }
+        let bytes = try storeCall { () throws(StoreError) in try store.log(id, from: offset, maxBytes: HeraldAPI.maxLogAnswer) }
+        return APIResponse(status: 200, headers: [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store")], body: bytes)
+    }
+}
+
+extension Substring {
+    func trimmingCharacters() -> String {
+        String(drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
+    }
+}

@@ -1,0 +1,55 @@
+import HeraldCore
+import HeraldStore
+import HeraldStreams
+
+extension HeraldAPI {
+    /// The most jobs one multi-job stream may follow.
+    static let maxStreamJobs = 64
+
+    func lastEventID(_ request: APIRequest, _ query: Query) -> String? {
+        request.header("LAST_EVENT_ID") ?? query["last_event_id"]
+    }
+
+    /// Whether a new stream fits under `max_streams`; if not, the answer that sends the browser away for a while.
+    func overCapacity() -> APIAnswer? {
+        guard metrics.openStreams.load(ordering: .relaxed) >= config.maxStreams else { return nil }
+        let retry = 5000 + Int(10_000 * randomUnit())
+        return .response(APIResponse(status: 200, headers: [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-store")],
+                                     body: Array(ServerSentEvents.retry(milliseconds: retry).utf8)))
+    }
+
+    func jobStream(_ id: JobID, _ request: APIRequest, _ query: Query) throws(APIError) -> APIAnswer {
+        let job = try existing(id)
+        let cursor = lastEventID(request, query).flatMap(StreamCursor.init(eventID:))
+        if ResumePlan.plan(job: job, cursor: cursor) == .finished { return .response(APIResponse(status: 204)) }
+        if let full = overCapacity() { return full }
+        let validCursor = cursor.flatMap { $0.seq <= job.seq ? $0 : nil }
+        return .stream(.job(id, log: query["log"] == "1", cursor: validCursor), retryMilliseconds: jitteredRetry())
+    }
+
+    func multiStream(_ request: APIRequest, _ query: Query) throws(APIError) -> APIAnswer {
+        guard let list = query["ids"] else {
+            try requireSubmitter(request, query)
+            if let full = overCapacity() { return full }
+            return .stream(.dashboard, retryMilliseconds: jitteredRetry())
+        }
+        let texts = list.split(separator: ",", omittingEmptySubsequences: false)
+        guard (1...HeraldAPI.maxStreamJobs).contains(texts.count) else {
+            throw APIError(400, "bad_query", "ids must list 1 to \(HeraldAPI.maxStreamJobs) job ids, separated by commas")
+        }
+        var ids: [JobID] = []
+        for text in texts {
+            guard let id = JobID(text) else { throw APIError(404, "not_found", "no job with id \(text.prefix(40))") }
+            if !ids.contains(id) { ids.append(id) }
+        }
+        var jobs: [Job] = []
+        for id in ids { jobs.append(try existing(id)) }
+        var cursor = lastEventID(request, query).flatMap { MultiStreamCursor(eventID: $0, jobCount: ids.count) }
+        if let c = cursor, zip(c.seqs, jobs).contains(where: { $0 > $1.seq }) { cursor = nil }  // not from this server
+        if let c = cursor, zip(c.seqs, jobs).allSatisfy({ $0 == $1.seq && $1.state.isTerminal }) {
+            return .response(APIResponse(status: 204))
+        }
+        if let full = overCapacity() { return full }
+        return .stream(.jobs(ids, cursor: cursor), retryMilliseconds: jitteredRetry())
+    }
+}

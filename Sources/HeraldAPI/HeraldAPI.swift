@@ -1,0 +1,127 @@
+import HeraldCore
+import HeraldPOSIX
+import HeraldStore
+import HeraldStreams
+
+/// Herald's HTTP API (SPEC §3, §4): routes a request to its answer. Thread-safe; holds no request state.
+public final class HeraldAPI: Sendable {
+    let config: Config
+    let store: any JobStore
+    let auth: SubmitterAuth
+    let router: Router
+    let metrics: StreamMetrics
+    /// Request counters for /metrics.
+    public let requests = RequestCounters()
+    let log: @Sendable (String) -> Void
+
+    /// The API over `store`, with the hub's `metrics` for capacity and /metrics.
+    public init(config: Config, store: any JobStore, auth: SubmitterAuth, metrics: StreamMetrics,
+                log: @escaping @Sendable (String) -> Void) {
+        self.config = config
+        self.store = store
+        self.auth = auth
+        router = Router(prefix: config.urlPrefix)
+        self.metrics = metrics
+        self.log = log
+    }
+
+    /// Answers one request.
+    public func handle(_ request: APIRequest) -> APIAnswer {
+        let routed = router.route(method: request.method, path: request.path)
+        let answer: APIAnswer
+        let routeName: String
+        switch routed {
+        case let .failure(.methodNotAllowed(allow)):
+            routeName = "unknown"
+            answer = .response(.error(405, "method_not_allowed", "\(request.method) is not allowed here; use \(allow.joined(separator: " or "))",
+                                      headers: [("Allow", allow.joined(separator: ", "))]))
+        case .failure(.notFound):
+            routeName = "unknown"
+            answer = .response(.error(404, "not_found", "no such job or route"))
+        case let .success(route):
+            routeName = route.name
+            do {
+                answer = try answerRoute(route, request)
+            } catch {
+                answer = .response(error.response)
+                if error.status == 503 { log("error: \(error.logDetail ?? error.message)") }
+            }
+        }
+        switch answer {
+        case let .response(r): requests.count(route: routeName, status: r.status)
+        case .stream: requests.count(route: routeName, status: 200)
+        }
+        return answer
+    }
+
+    private func answerRoute(_ route: Route, _ request: APIRequest) throws(APIError) -> APIAnswer {
+        guard let query = Query(request.query) else { throw APIError(400, "bad_query", "the query string is not valid percent-encoded UTF-8") }
+        switch route {
+        case .submit: return .response(try submit(request, query))
+        case .list: return .response(try list(request, query))
+        case let .job(id): return .response(.json(200, try existing(id).json(urlPrefix: config.urlPrefix)))
+        case let .jobLog(id): return .response(try logAnswer(id, query))
+        case let .cancel(id): return .response(try cancel(id, request, query))
+        case let .jobEvents(id): return try jobStream(id, request, query)
+        case .events: return try multiStream(request, query)
+        case .healthz: return .response(health())
+        case .metrics: return .response(prometheus())
+        }
+    }
+
+    // MARK: Helpers
+
+    func requireSubmitter(_ request: APIRequest, _ query: Query) throws(APIError) {
+        guard auth.allows(authorization: request.header("AUTHORIZATION"), accessToken: query["access_token"]) else {
+            throw APIError(401, "unauthorized", "a valid submit token is required (Authorization: Bearer TOKEN or ?access_token=TOKEN)",
+                           headers: [("WWW-Authenticate", "Bearer realm=\"herald\"")])
+        }
+    }
+
+    func existing(_ id: JobID) throws(APIError) -> Job {
+        guard let job = try storeCall({ () throws(StoreError) in try store.job(id) }) else {
+            throw APIError(404, "not_found", "no job with id \(id)")
+        }
+        return job
+    }
+
+    func storeCall<T>(_ body: () throws(StoreError) -> T) throws(APIError) -> T {
+        do { return try body() } catch {
+            switch error {
+            case .unavailable: throw APIError(503, "unavailable", "the state directory cannot be used right now; try again later", logDetail: error.description)
+            case .corrupt: throw APIError(503, "unavailable", "a job's state could not be read; try again later", logDetail: error.description)
+            }
+        }
+    }
+
+    /// The configured retry with ±30% jitter, per connection, so reconnects spread out.
+    func jitteredRetry() -> Int {
+        let base = Double(config.retry.milliseconds)
+        return Int(base * (0.7 + 0.6 * randomUnit()))
+    }
+
+    func randomUnit() -> Double {
+        let bytes = RandomSource.bytes(4)
+        let v = bytes.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        return Double(v) / Double(UInt32.max)
+    }
+}
+
+/// A refusal with its status, code and message (and detail for the log only, never the client).
+struct APIError: Error {
+    let status: Int
+    let code: String
+    let message: String
+    var headers: [(String, String)] = []
+    var logDetail: String?
+
+    init(_ status: Int, _ code: String, _ message: String, headers: [(String, String)] = [], logDetail: String? = nil) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+        self.logDetail = logDetail
+    }
+
+    var response: APIResponse { .error(status, code, message, headers: headers) }
+}

@@ -1,0 +1,86 @@
+import HeraldCore
+
+/// A job as last read by the hub, with its status event encoded once for all followers.
+struct CachedJob {
+    let job: Job
+    /// The job JSON text with links.
+    let json: String
+    /// `event: status` with the plain seq id, framed for request id 1 (what nginx uses), shared by all plain followers.
+    let sharedFrame: [UInt8]
+
+    init(_ job: Job, urlPrefix: String) {
+        self.job = job
+        json = job.json(urlPrefix: urlPrefix).text
+        var frame: [UInt8] = []
+        let text = ServerSentEvents.event("status", id: StreamCursor(seq: job.seq).eventID, data: json)
+        FastCGIRecord.appendStdout(Array(text.utf8), requestID: 1, to: &frame)
+        sharedFrame = frame
+    }
+}
+
+extension StreamHub {
+    /// Sends a subscriber everything it lacks, in order, until its socket is full.
+    ///
+    /// Idempotent: it compares what the subscriber has (seq per job, log offset) with the
+    /// latest known state, so it serves first connect, resume, changes and drained sockets alike.
+    func catchUp(_ sub: Subscriber) {
+        switch sub.target {
+        case let .job(id, log, _): catchUpJob(sub, id, log: log)
+        case let .jobs(ids, _): catchUpJobs(sub, ids)
+        case .dashboard:
+            let events = sub.pending
+            sub.pending.removeAll()
+            for (_, event) in events { write(sub, text: event, countsAsEvent: true) }
+        }
+    }
+
+    private func catchUpJob(_ sub: Subscriber, _ id: JobID, log: Bool) {
+        guard !sub.closed, !sub.ending, let cached = cache[id] else { return }
+        if log {
+            // The log comes before the status that follows it, so a terminal status is sent
+            // only once the whole log is out.
+            while !sub.isBlocked, !sub.closed {
+                guard let bytes = try? store.log(id, from: sub.logOffset, maxBytes: 64 * 1024), !bytes.isEmpty else { break }
+                let chunk = LogChunk.take(bytes[...], isFinal: cached.job.state.isTerminal)
+                guard chunk.consumed > 0 else { break }
+                sub.logOffset += chunk.consumed
+                let cursor = StreamCursor(seq: sub.lastSeq[id] ?? 0, logOffset: sub.logOffset)
+                write(sub, text: ServerSentEvents.event("log", id: cursor.eventID, data: chunk.text), countsAsEvent: true)
+            }
+            if sub.isBlocked || sub.closed { return }
+        }
+        if cached.job.seq > sub.lastSeq[id] ?? 0 {
+            sub.lastSeq[id] = cached.job.seq
+            if !log, sub.requestID == 1 {
+                write(sub, framed: cached.sharedFrame, countsAsEvent: true)
+            } else {
+                let cursor = StreamCursor(seq: cached.job.seq, logOffset: log ? sub.logOffset : nil)
+                write(sub, text: ServerSentEvents.event("status", id: cursor.eventID, data: cached.json), countsAsEvent: true)
+            }
+        }
+        if cached.job.state.isTerminal, !sub.closed {
+            end(sub, finalEvent: ServerSentEvents.event("end", data: "{\"state\":\"\(cached.job.state.rawValue)\"}"))
+        }
+    }
+
+    private func catchUpJobs(_ sub: Subscriber, _ ids: [JobID]) {
+        guard !sub.closed, !sub.ending else { return }
+        for id in ids {
+            guard let cached = cache[id], cached.job.seq > sub.lastSeq[id] ?? 0 else { continue }
+            sub.lastSeq[id] = cached.job.seq
+            let cursor = MultiStreamCursor(seqs: ids.map { sub.lastSeq[$0] ?? 0 })
+            write(sub, text: ServerSentEvents.event("status", id: cursor.eventID, data: cached.json), countsAsEvent: true)
+            if sub.closed { return }
+        }
+        let states = ids.compactMap { cache[$0]?.job.state }
+        if states.count == ids.count, states.allSatisfy(\.isTerminal), !sub.isBlocked {
+            let members = zip(ids, states).map { ($0.text, JSON.string($1.rawValue)) }
+            end(sub, finalEvent: ServerSentEvents.event("end", data: JSON.object([("jobs", .object(members))]).text))
+        }
+    }
+
+    /// A dashboard's status event: no id, since a dashboard resumes from a fresh snapshot.
+    func dashboardEvent(_ job: Job) -> String {
+        ServerSentEvents.event("status", data: job.json(urlPrefix: urlPrefix).text)
+    }
+}

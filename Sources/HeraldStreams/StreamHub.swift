@@ -1,0 +1,326 @@
+import Foundation
+import Glibc
+import HeraldCore
+import HeraldPOSIX
+import HeraldStore
+import Synchronization
+
+/// The parked-stream hub: one thread that owns every open event stream.
+///
+/// A stream costs no thread once parked. The hub waits in epoll on the connections (for
+/// hang-ups and writability), on the store watcher (one for the whole state directory) and on
+/// an eventfd inbox. Each change is read once and encoded once per job, then written to every
+/// subscriber whose socket takes it; a subscriber whose socket is full gets the latest state
+/// when it drains (states merge, never reorder), and is dropped past the write deadline.
+public final class StreamHub: @unchecked Sendable {
+    // Everything below `inbox` is touched by the hub thread only.
+    let store: any JobStore
+    let urlPrefix: String
+    let heartbeatMilliseconds: Int64
+    let writeDeadlineMilliseconds: Int64
+    let maxOutboxBytes: Int
+    let log: @Sendable (String) -> Void
+    /// Counters for /metrics, updated by the hub thread.
+    public let metrics = StreamMetrics()
+
+    private let inbox = Mutex<[Command]>([])
+    private let inboxSignal: EventFD
+    private let epoll: Epoll
+    private let watcher: any StoreWatcher
+    private let drained = Mutex<Bool>(false)
+
+    var subscribers: [UInt64: Subscriber] = [:]
+    var followers: [JobID: Set<UInt64>] = [:]
+    var dashboards: Set<UInt64> = []
+    var cache: [JobID: CachedJob] = [:]
+    private var blocked: Set<UInt64> = []
+    private var nextToken: UInt64 = 2
+    private var nextHeartbeat: Int64 = 0
+    private var nextPoll: Int64 = 0
+    private var draining = false
+
+    enum Command {
+        case park(ParkedStream)
+        case drain(retry: @Sendable () -> Int)
+    }
+
+    private static let inboxToken: UInt64 = 0
+    private static let watcherToken: UInt64 = 1
+
+    /// A hub reading from `store`; `log` receives one line per notable event.
+    public init(store: any JobStore, urlPrefix: String, heartbeat: HeraldDuration, writeDeadline: HeraldDuration = .seconds(10),
+                maxOutboxBytes: Int = 1 << 20, log: @escaping @Sendable (String) -> Void) throws {
+        self.store = store
+        self.urlPrefix = urlPrefix
+        heartbeatMilliseconds = heartbeat.milliseconds
+        writeDeadlineMilliseconds = writeDeadline.milliseconds
+        self.maxOutboxBytes = maxOutboxBytes
+        self.log = log
+        inboxSignal = try EventFD()
+        epoll = try Epoll()
+        watcher = try store.watch()
+        try epoll.add(inboxSignal.fd, events: Epoll.readable, token: StreamHub.inboxToken)
+        if let fd = watcher.fd { try epoll.add(FileDescriptor(rawValue: fd), events: Epoll.readable, token: StreamHub.watcherToken) }
+    }
+
+    /// Starts the hub thread.
+    public func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "herald-hub"
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    /// Hands a stream to the hub (from any thread); its headers have not been written yet.
+    public func park(_ stream: ParkedStream) { send(.park(stream)) }
+
+    /// Ends every stream with a short `retry:` (SIGTERM) and waits up to `timeout` for them to close.
+    public func drain(retry: @escaping @Sendable () -> Int, timeout: HeraldDuration) {
+        send(.drain(retry: retry))
+        let deadline = Clock.monotonicMilliseconds() + timeout.milliseconds
+        while !drained.withLock({ $0 }), Clock.monotonicMilliseconds() < deadline { Clock.sleep(milliseconds: 20) }
+    }
+
+    private func send(_ command: Command) {
+        inbox.withLock { $0.append(command) }
+        inboxSignal.signal()
+    }
+
+    // MARK: The loop
+
+    private func run() {
+        while true {
+            let now = Clock.monotonicMilliseconds()
+            var wait = max(0, nextHeartbeat - now)
+            if watcher.fd == nil { wait = min(wait, max(0, nextPoll - now)) }
+            if !blocked.isEmpty { wait = min(wait, 250) }
+            for (token, events) in epoll.wait(timeoutMilliseconds: Int32(min(wait, 60_000))) {
+                switch token {
+                case StreamHub.inboxToken: takeCommands()
+                case StreamHub.watcherToken: applyChanges()
+                default:
+                    guard let sub = subscribers[token] else { continue }
+                    if events & (Epoll.hangUp | Epoll.peerHangUp | Epoll.error) != 0 {
+                        metrics.clientsHungUp.add(1, ordering: .relaxed)
+                        close(sub)
+                    } else if events & Epoll.writable != 0 {
+                        flush(sub)
+                    }
+                }
+            }
+            let after = Clock.monotonicMilliseconds()
+            if watcher.fd == nil, after >= nextPoll {
+                nextPoll = after + Int64(watcher.pollIntervalMilliseconds)
+                applyChanges()
+            }
+            if after >= nextHeartbeat {
+                nextHeartbeat = after + heartbeatMilliseconds
+                heartbeat()
+            }
+            if !blocked.isEmpty { dropSlowClients(now: after) }
+            if draining, subscribers.isEmpty {
+                drained.withLock { $0 = true }
+                return
+            }
+        }
+    }
+
+    private func takeCommands() {
+        inboxSignal.drain()
+        let commands = inbox.withLock { commands in
+            defer { commands.removeAll() }
+            return commands
+        }
+        for command in commands {
+            switch command {
+            case let .park(stream): register(stream)
+            case let .drain(retry):
+                draining = true
+                for sub in Array(subscribers.values) {
+                    guard !sub.ending else { continue }
+                    // Past a blocked outbox nothing reaches the client in time: close it now.
+                    if sub.isBlocked { close(sub); continue }
+                    end(sub, finalEvent: ServerSentEvents.retry(milliseconds: retry()))
+                }
+            }
+        }
+    }
+
+    private func register(_ stream: ParkedStream) {
+        let token = nextToken
+        nextToken += 1
+        let sub = Subscriber(token: token, stream: stream)
+        do {
+            try sub.fd.setNonBlocking()
+            try epoll.add(sub.fd, events: Epoll.peerHangUp, token: token)
+        } catch {
+            log("error: cannot park a stream: \(error)")
+            sub.fd.close()
+            return
+        }
+        subscribers[token] = sub
+        metrics.openStreams.add(1, ordering: .relaxed)
+        if draining {
+            end(sub, head: true, finalEvent: ServerSentEvents.retry(milliseconds: stream.retryMilliseconds))
+            return
+        }
+        write(sub, text: "Status: 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-store\r\n"
+            + "X-Accel-Buffering: no\r\n\r\n" + ServerSentEvents.retry(milliseconds: stream.retryMilliseconds))
+        for id in sub.jobIDs {
+            followers[id, default: []].insert(token)
+            if cache[id] == nil, let job = try? store.job(id) { cache[id] = CachedJob(job, urlPrefix: urlPrefix) }
+        }
+        if case .dashboard = sub.target {
+            dashboards.insert(token)
+            for state in [JobState.queued, .running] {
+                for job in (try? store.jobs(JobFilter(state: state, limit: 100_000))) ?? [] {
+                    sub.pending[job.id] = dashboardEvent(job)
+                }
+            }
+        }
+        catchUp(sub)
+    }
+
+    private func applyChanges() {
+        let changes: [StoreChange]
+        do { changes = try watcher.changes() } catch {
+            log("error: watching the state directory: \(error)")
+            return
+        }
+        for change in changes {
+            switch change {
+            case let .job(id), let .submitted(id):
+                let subs = followers[id] ?? []
+                guard !subs.isEmpty || !dashboards.isEmpty, let job = try? store.job(id) else { continue }
+                if !subs.isEmpty {
+                    if let cached = cache[id], cached.job.seq >= job.seq { continue }
+                    cache[id] = CachedJob(job, urlPrefix: urlPrefix)
+                }
+                for token in subs { if let sub = subscribers[token], !sub.isBlocked { catchUp(sub) } }
+                if !dashboards.isEmpty {
+                    let event = dashboardEvent(job)
+                    for token in dashboards {
+                        guard let sub = subscribers[token] else { continue }
+                        sub.pending[id] = event
+                        if !sub.isBlocked { catchUp(sub) }
+                    }
+                }
+            case let .log(id):
+                for token in followers[id] ?? [] {
+                    if let sub = subscribers[token], sub.followsLog, !sub.isBlocked { catchUp(sub) }
+                }
+            case .cancelRequested: break
+            }
+        }
+    }
+
+    private func heartbeat() {
+        for sub in Array(subscribers.values) where !sub.isBlocked && !sub.ending {
+            write(sub, text: ServerSentEvents.ping)
+        }
+    }
+
+    private func dropSlowClients(now: Int64) {
+        for token in blocked {
+            guard let sub = subscribers[token], let since = sub.blockedSince else { continue }
+            if now - since > writeDeadlineMilliseconds {
+                metrics.slowClientsDropped.add(1, ordering: .relaxed)
+                log("warning: dropped a stream whose client read nothing for \(now - since) ms")
+                close(sub)
+            }
+        }
+    }
+
+    // MARK: Writing
+
+    /// Frames `text` as FastCGI stdout and writes it, or queues what the socket does not take.
+    func write(_ sub: Subscriber, text: String, countsAsEvent: Bool = false) {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(text.utf8.count + 16)
+        FastCGIRecord.appendStdout(Array(text.utf8), requestID: sub.requestID, to: &bytes)
+        write(sub, framed: bytes, countsAsEvent: countsAsEvent)
+    }
+
+    /// Writes already-framed bytes (shared between subscribers of one job).
+    func write(_ sub: Subscriber, framed bytes: [UInt8], countsAsEvent: Bool = false) {
+        guard !sub.closed else { return }
+        if countsAsEvent { metrics.eventsSent.add(1, ordering: .relaxed) }
+        if sub.isBlocked {
+            sub.outbox.append(contentsOf: bytes)
+            if sub.outbox.count - sub.outboxStart > maxOutboxBytes {
+                metrics.slowClientsDropped.add(1, ordering: .relaxed)
+                log("warning: dropped a stream whose client fell more than \(maxOutboxBytes) bytes behind")
+                close(sub)
+            }
+            return
+        }
+        let written = bytes.withUnsafeBytes { Glibc.write(sub.fd.rawValue, $0.baseAddress, $0.count) }
+        if written == bytes.count {
+            metrics.bytesSent.add(written, ordering: .relaxed)
+            return
+        }
+        if written < 0, errno != EAGAIN, errno != EINTR {
+            close(sub)
+            return
+        }
+        let taken = max(0, written)
+        metrics.bytesSent.add(taken, ordering: .relaxed)
+        sub.outbox = Array(bytes[taken...])
+        sub.outboxStart = 0
+        sub.blockedSince = Clock.monotonicMilliseconds()
+        blocked.insert(sub.token)
+        try? epoll.modify(sub.fd, events: Epoll.peerHangUp | Epoll.writable, token: sub.token)
+    }
+
+    /// Writes what the socket will take from the outbox; when it empties, the subscriber catches up.
+    private func flush(_ sub: Subscriber) {
+        while sub.isBlocked {
+            let n = sub.outbox.withUnsafeBytes {
+                Glibc.write(sub.fd.rawValue, $0.baseAddress! + sub.outboxStart, $0.count - sub.outboxStart)
+            }
+            if n < 0 {
+                if errno == EAGAIN { return }
+                if errno == EINTR { continue }
+                close(sub)
+                return
+            }
+            metrics.bytesSent.add(n, ordering: .relaxed)
+            sub.outboxStart += n
+        }
+        sub.outbox = []
+        sub.outboxStart = 0
+        sub.blockedSince = nil
+        blocked.remove(sub.token)
+        try? epoll.modify(sub.fd, events: Epoll.peerHangUp, token: sub.token)
+        if sub.ending { close(sub) } else { catchUp(sub) }
+    }
+
+    /// Queues `finalEvent` and the end of the FastCGI response; the connection closes once they are written.
+    func end(_ sub: Subscriber, head: Bool = false, finalEvent: String) {
+        var bytes: [UInt8] = []
+        let text = (head ? "Status: 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-store\r\n\r\n" : "") + finalEvent
+        FastCGIRecord.appendStdout(Array(text.utf8), requestID: sub.requestID, to: &bytes)
+        FastCGIRecord.appendEnd(requestID: sub.requestID, to: &bytes)
+        sub.ending = true
+        write(sub, framed: bytes, countsAsEvent: true)
+        if !sub.closed, !sub.isBlocked { close(sub) }
+    }
+
+    func close(_ sub: Subscriber) {
+        guard !sub.closed else { return }
+        sub.closed = true
+        epoll.remove(sub.fd)
+        sub.fd.close()
+        subscribers[sub.token] = nil
+        blocked.remove(sub.token)
+        dashboards.remove(sub.token)
+        for id in sub.jobIDs {
+            followers[id]?.remove(sub.token)
+            if followers[id]?.isEmpty == true {
+                followers[id] = nil
+                cache[id] = nil
+            }
+        }
+        metrics.openStreams.add(-1, ordering: .relaxed)
+    }
+}

@@ -1,0 +1,12 @@
+import Synchronization
+
+/// Counters the hub keeps for /metrics and /healthz; read from any thread.
+public final class StreamMetrics: Sendable {
+    public let openStreams = Atomic<Int>(0)
+    public let eventsSent = Atomic<Int>(0)
+    public let bytesSent = Atomic<Int>(0)
+    public let slowClientsDropped = Atomic<Int>(0)
+    public let clientsHungUp = Atomic<Int>(0)
+
+    public init() {}
+}

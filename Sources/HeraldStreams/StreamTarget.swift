@@ -1,0 +1,27 @@
+import HeraldCore
+
+/// What a parked event stream follows, and where its client already is.
+public enum StreamTarget: Sendable {
+    /// One job; with `log`, its output too. `cursor` is the parsed Last-Event-ID, if any.
+    case job(JobID, log: Bool, cursor: StreamCursor?)
+    /// Up to 64 jobs over one connection; `cursor` holds the client's last seq per job.
+    case jobs([JobID], cursor: MultiStreamCursor?)
+    /// Every job's changes, for dashboards; it never ends by itself.
+    case dashboard
+}
+
+/// A stream handed to the hub: the connection, its FastCGI request id, and what it follows.
+public struct ParkedStream: Sendable {
+    public let fd: Int32
+    public let requestID: UInt16
+    public let target: StreamTarget
+    /// The `retry:` this connection gets, already jittered.
+    public let retryMilliseconds: Int
+
+    public init(fd: Int32, requestID: UInt16, target: StreamTarget, retryMilliseconds: Int) {
+        self.fd = fd
+        self.requestID = requestID
+        self.target = target
+        self.retryMilliseconds = retryMilliseconds
+    }
+}

@@ -1,0 +1,48 @@
+import HeraldCore
+import HeraldPOSIX
+
+/// One parked stream, owned by the hub thread.
+final class Subscriber {
+    let token: UInt64
+    let fd: FileDescriptor
+    let requestID: UInt16
+    let target: StreamTarget
+    let jobIDs: [JobID]
+
+    /// The last status seq sent, per followed job (0: none yet).
+    var lastSeq: [JobID: Int] = [:]
+    /// How much of the log has been sent (log streams only).
+    var logOffset = 0
+    /// Dashboard streams: the latest undelivered status event per job (later changes replace earlier ones).
+    var pending: [JobID: String] = [:]
+
+    /// Bytes the socket did not take yet; while non-empty, new states are merged, not queued.
+    var outbox: [UInt8] = []
+    var outboxStart = 0
+    /// When the socket stopped taking bytes (monotonic ms), for the write deadline.
+    var blockedSince: Int64?
+    /// The end records are queued: close once they are written.
+    var ending = false
+    var closed = false
+
+    init(token: UInt64, stream: ParkedStream) {
+        self.token = token
+        fd = FileDescriptor(rawValue: stream.fd)
+        requestID = stream.requestID
+        target = stream.target
+        switch stream.target {
+        case let .job(id, _, cursor):
+            jobIDs = [id]
+            lastSeq[id] = cursor?.seq ?? 0
+            logOffset = cursor?.logOffset ?? 0
+        case let .jobs(ids, cursor):
+            jobIDs = ids
+            for (k, id) in ids.enumerated() { lastSeq[id] = cursor?.seqs[k] ?? 0 }
+        case .dashboard:
+            jobIDs = []
+        }
+    }
+
+    var isBlocked: Bool { outbox.count > outboxStart }
+    var followsLog: Bool { if case .job(_, true, _) = target { return true } else { return false } }
+}
