@@ -31,6 +31,7 @@
 
   var MAX_IDS = 64;
   var TERMINAL = { succeeded: true, failed: true, canceled: true };
+  var UNKNOWN = 'unknown'; // a watched id the server does not know (multi-job streams)
 
   /** An HTTP error from Herald: .status, .code and .message from its JSON error body. */
   function HeraldError(status, code, message) {
@@ -188,8 +189,13 @@
       return { jobs: jobs };
     }
 
+    // Settled: ended, or unknown to the server (404), which no stream will ever change.
+    function settled(id) {
+      return isTerminal(states[id]) || states[id] === UNKNOWN;
+    }
+
     function allTerminal() {
-      for (var i = 0; i < ids.length; i++) if (!isTerminal(states[ids[i]])) return false;
+      for (var i = 0; i < ids.length; i++) if (!settled(ids[i])) return false;
       return true;
     }
 
@@ -206,7 +212,7 @@
       timer = null;
       if (closed || ended) return;
       var query = { access_token: opts.accessToken };
-      if (spec.multi) query.ids = ids.join(',');
+      if (spec.multi) query.ids = ids.filter(function (id) { return states[id] !== UNKNOWN; }).join(',');
       if (opts.log) query.log = '1';
       // A fresh EventSource cannot send Last-Event-ID itself: hand it over.
       if (lastEventId) query.last_event_id = lastEventId;
@@ -264,14 +270,14 @@
 
     // Ask for the current state of every job not known to have ended.
     function recover() {
-      var pending = ids.filter(function (id) { return !isTerminal(states[id]); });
+      var pending = ids.filter(function (id) { return !settled(id); });
       if (!pending.length) { finish(endResult()); return; }
       var failedHard = null;
       Promise.all(pending.map(function (id) {
         return getJob(id, { baseUrl: opts.baseUrl, token: opts.accessToken }).then(deliver, function (err) {
           if (err && (err.status === 404 || err.status === 401 || err.status === 403)) {
             failedHard = err;
-            if (spec.multi) states[id] = states[id] || 'unknown';
+            if (spec.multi && err.status === 404) states[id] = UNKNOWN;
           }
         });
       })).then(function () {
