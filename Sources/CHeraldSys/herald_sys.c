@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 #include "herald_sys.h"
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -38,3 +40,6 @@ int herald_fstat(int fd, int64_t *size) {
     *size = st.st_size;
     return 0;
 }
+
+int herald_memfd_create(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
+int herald_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }

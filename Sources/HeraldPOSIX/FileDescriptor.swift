@@ -102,6 +102,16 @@ public struct FileDescriptor: Hashable, Sendable {
     /// Shuts the socket down in both directions, so a peer and a lingering close both end at once.
     public func shutdown() { _ = Glibc.shutdown(rawValue, Int32(SHUT_RDWR)) }
 
+    /// Moves the file position to `offset` from the start.
+    public func seek(to offset: Int) throws(SystemError) {
+        try retryingEINTR("lseek") { Glibc.lseek(rawValue, off_t(offset), SEEK_SET) }
+    }
+
+    /// A close-on-exec anonymous file in memory, gone when its last descriptor closes.
+    public static func memoryFile(name: String) throws(SystemError) -> FileDescriptor {
+        FileDescriptor(rawValue: try retryingEINTR("memfd_create") { herald_memfd_create(name) })
+    }
+
     /// A close-on-exec pipe: (read end, write end).
     public static func pipe() throws(SystemError) -> (read: FileDescriptor, write: FileDescriptor) {
         var fds: [Int32] = [0, 0]

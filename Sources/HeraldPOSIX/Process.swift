@@ -1,3 +1,4 @@
+import CHeraldSys
 import Glibc
 
 /// Child processes: spawned directly (never through a shell), each in its own process group.
@@ -47,7 +48,13 @@ public enum ChildProcess {
     /// Whether the process group `group` still has members.
     public static func groupExists(_ group: pid_t) -> Bool { Glibc.kill(-group, 0) == 0 || errno == EPERM }
 
-    /// Reaps `pid` without blocking: nil while it runs, else its exit status (128+signal when killed).
+    /// Makes this process the reaper of its orphaned descendants, so a job's leftover
+    /// children can be reaped (and stop counting as group members) even when PID 1 does not reap.
+    public static func becomeSubreaper() throws(SystemError) {
+        try retryingEINTR("prctl(PR_SET_CHILD_SUBREAPER)") { herald_set_child_subreaper() }
+    }
+
+    /// Reaps `pid` (or, when negative, any child in the group `-pid`) without blocking: nil while it runs, else its exit status (128+signal when killed).
     public static func reap(_ pid: pid_t, wait: Bool = false) -> Int? {
         var status: Int32 = 0
         while true {
@@ -71,6 +78,16 @@ public enum Signals {
         sigemptyset(&set)
         for s in signals { sigaddset(&set, s) }
         pthread_sigmask(SIG_BLOCK, &set, nil)
+    }
+
+    /// Waits for one of `signals` (which must be blocked in every thread) and returns it.
+    public static func wait(_ signals: [Int32]) -> Int32 {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in signals { sigaddset(&set, s) }
+        var received: Int32 = 0
+        while sigwait(&set, &received) != 0 {}
+        return received
     }
 
     /// Ignores SIGPIPE, so writes to a closed pipe or socket return EPIPE instead of killing the process.

@@ -1,7 +1,7 @@
 #ifndef HERALD_SYS_H
 #define HERALD_SYS_H
 /* What Swift's Glibc module lacks or makes awkward: epoll, eventfd, getrandom,
-   pipe2, flock and stat (their names clash with structs in Swift). */
+   pipe2, flock and stat (their names clash with structs in Swift), memfd_create, prctl. */
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
@@ -25,4 +25,8 @@ int herald_flock(int fd, int operation);
 /* Size and modification time (ms) of a path or descriptor; -1 with errno on failure. */
 int herald_stat(const char *path, int64_t *size, int64_t *mtime_ms, int *is_directory);
 int herald_fstat(int fd, int64_t *size);
+/* An anonymous close-on-exec file in memory (a job's stdin). */
+int herald_memfd_create(const char *name);
+/* prctl is variadic, which Swift cannot call. */
+int herald_set_child_subreaper(void);
 #endif

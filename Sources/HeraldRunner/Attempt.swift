@@ -1,0 +1,95 @@
+import HeraldCore
+import HeraldPOSIX
+import HeraldStore
+
+/// One attempt of a claimed job, run on its own thread: runs the program, turns what happens into
+/// job events, writes the states, and ends the claim. Handed to that thread and used only there.
+final class Attempt: @unchecked Sendable {
+    let store: any RunnerStore
+    let kind: KindConfig
+    let options: RunnerOptions
+    let log: LogSink
+    let stops: StopConditions
+    /// The job as last changed by this attempt.
+    private(set) var job: Job
+    private let claim: any JobClaim
+    private let writer: StatusWriter
+
+    init(store: any RunnerStore, claim: any JobClaim, kind: KindConfig, options: RunnerOptions, interrupt: InterruptFlag) {
+        self.store = store
+        self.claim = claim
+        self.kind = kind
+        self.options = options
+        job = claim.job
+        log = LogSink(path: store.logPath(for: claim.job.id), cap: options.logCapBytes)
+        stops = StopConditions(store: store, id: claim.job.id, timeout: kind.timeout, interrupt: interrupt,
+                               cancelPollMilliseconds: options.cancelPollMilliseconds)
+        writer = StatusWriter(store: store, intervalMilliseconds: options.statusIntervalMilliseconds)
+    }
+
+    static func now() -> Timestamp { Timestamp(milliseconds: Clock.wallMilliseconds()) }
+
+    /// Runs the attempt to its end and releases the claim.
+    func run() {
+        RunnerLog.info("job \(job.id) (\(kind.name)) started, attempt \(job.attempt)")
+        let event: JobEvent
+        switch kind.executor {
+        case let .command(argv): event = CommandProgram(argv: argv, attempt: self).run()
+        case .demo: event = DemoProgram(attempt: self).run()
+        }
+        log.close()
+        finish(event)
+    }
+
+    /// A progress line from the program; a report that changes nothing is not written.
+    func report(_ report: ProgressReport) {
+        guard let next = job.applying(.report(report), at: Attempt.now(), retries: kind.retries) else { return }
+        job = next
+        writer.update(next)
+    }
+
+    /// Writes a held-back status if it is due; the programs' loops call it on every turn.
+    func flushStatus() { writer.flushIfDue() }
+
+    /// How long a program's loop may sleep: until the first of `deadlines` or a due status write, at most 100 ms.
+    func waitMilliseconds(now: Int64, deadlines: [Int64?]) -> Int32 {
+        let first = (deadlines + [writer.deadline]).compactMap { $0 }.min() ?? .max
+        return Int32(max(0, min(100, first - now)))
+    }
+
+    /// The event ending an attempt stopped for `reason`.
+    func event(for reason: StopReason) -> JobEvent {
+        switch reason {
+        case .cancel: return .cancel
+        case .interrupted: return .interrupted
+        case .timeout: return .aborted(JobError(.timeout, "stopped after its timeout of \(kind.timeout?.description ?? "?")"))
+        }
+    }
+
+    private func finish(_ event: JobEvent) {
+        if let next = job.applying(event, at: Attempt.now(), retries: kind.retries) {
+            job = next
+            do {
+                // Durable before anything else moves: the claim's release lets other runners act on it.
+                try writer.finish(next)
+                if event == .cancel { store.clearCancelRequest(next.id) }
+                if next.state == .queued { try store.enqueue(next.id) }
+            } catch {
+                RunnerLog.error("job \(next.id): final state not written: \(error)")
+            }
+        }
+        claim.release()
+        describeEnd()
+    }
+
+    private func describeEnd() {
+        let name = "job \(job.id) (\(kind.name))"
+        switch job.state {
+        case .succeeded: RunnerLog.info("\(name) succeeded, attempt \(job.attempt)")
+        case .canceled: RunnerLog.info("\(name) canceled on request")
+        case .failed: RunnerLog.warning("\(name) failed, attempt \(job.attempt): \(job.error?.message ?? "unknown")")
+        case .queued: RunnerLog.info("\(name) back in the queue for attempt \(job.attempt): \(job.message ?? "")")
+        case .running: RunnerLog.error("\(name) left running: no final state applied")
+        }
+    }
+}

@@ -1,0 +1,138 @@
+import Glibc
+import HeraldCore
+import HeraldPOSIX
+
+/// A command kind's attempt: the program executed directly in its own process group, params on
+/// stdin and in the environment, stdout+stderr into the log, progress lines on fd 3.
+struct CommandProgram {
+    let argv: [String]
+    let attempt: Attempt
+
+    private static let outputToken: UInt64 = 1
+    private static let progressToken: UInt64 = 2
+
+    func run() -> JobEvent {
+        let job = attempt.job
+        var childEnds: [FileDescriptor] = []
+        var parentEnds: [FileDescriptor] = []
+        defer { (childEnds + parentEnds).forEach { $0.close() } }
+        let pid: pid_t
+        let epoll: Epoll
+        let output, progress: FileDescriptor
+        do {
+            // A memory file, not a pipe: the params are all there before the program starts, whatever their size.
+            let stdin = try FileDescriptor.memoryFile(name: "herald-params")
+            childEnds.append(stdin)
+            try stdin.writeAll(Array(JSON.object(job.params.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }).text.utf8))
+            try stdin.seek(to: 0)
+            let out = try FileDescriptor.pipe()
+            parentEnds.append(out.read)
+            childEnds.append(out.write)
+            let fd3 = try FileDescriptor.pipe()
+            parentEnds.append(fd3.read)
+            childEnds.append(fd3.write)
+            epoll = try Epoll()
+            parentEnds.append(epoll.fd)
+            for (fd, token) in [(out.read, Self.outputToken), (fd3.read, Self.progressToken)] {
+                try fd.setNonBlocking()
+                try epoll.add(fd, events: Epoll.readable, token: token)
+            }
+            pid = try ChildProcess.spawn(argv: argv, environment: CommandProgram.environment(for: job),
+                                         stdin: stdin, stdout: out.write, stderr: out.write, fd3: fd3.write)
+            output = out.read
+            progress = fd3.read
+        } catch {
+            attempt.log.line("[herald: cannot start \(argv[0]): \(error)]")
+            return .aborted(JobError(.spawnFailed, "cannot start \(argv[0]): \(error)"))
+        }
+        // Only the child may hold the write ends, so the pipes reach end of file when it (and its group) is gone.
+        childEnds.forEach { $0.close() }
+        childEnds = []
+        return supervise(pid: pid, epoll: epoll, output: output, progress: progress)
+    }
+
+    /// Exactly the documented variables: nothing else of the runner's environment leaks into jobs.
+    static func environment(for job: Job) -> [String] {
+        func inherited(_ name: String, _ fallback: String) -> String {
+            guard let value = getenv(name), value.pointee != 0 else { return fallback }
+            return String(cString: value)
+        }
+        var env = [
+            "PATH=\(inherited("PATH", "/usr/local/bin:/usr/bin:/bin"))",
+            "HOME=\(inherited("HOME", "/"))",
+            "LANG=\(inherited("LANG", "C.UTF-8"))",
+            "HERALD_JOB_ID=\(job.id.text)",
+            "HERALD_KIND=\(job.kind)",
+            "HERALD_ATTEMPT=\(job.attempt)",
+            "HERALD_PROGRESS_FD=3",
+        ]
+        for (name, value) in job.params.sorted(by: { $0.key < $1.key }) { env.append("HERALD_PARAM_\(name.uppercased())=\(value)") }
+        return env
+    }
+
+    /// Reads output and progress until the program and every process of its group are gone;
+    /// stops the group on timeout, cancel or shutdown (SIGTERM, then SIGKILL after the grace).
+    private func supervise(pid: pid_t, epoll: Epoll, output: FileDescriptor, progress: FileDescriptor) -> JobEvent {
+        var lines = LineSplitter()
+        var status: Int?
+        var stop: StopReason?
+        var termAt: Int64?
+        var killed = false
+        let grace = attempt.options.killGraceMilliseconds
+        while true {
+            let now = Clock.monotonicMilliseconds()
+            if status == nil { status = ChildProcess.reap(pid) }
+            if status != nil {
+                // The leader is gone; its leftovers were reparented to this process (a subreaper): reap them,
+                // and stop them, since no process of a job may outlive it.
+                while let s = ChildProcess.reap(-pid), s >= 0 {}
+                if !ChildProcess.groupExists(pid) { break }
+                if termAt == nil {
+                    ChildProcess.signalGroup(pid, SIGTERM)
+                    termAt = now
+                }
+            } else if stop == nil, let reason = attempt.stops.check(now: now) {
+                stop = reason
+                RunnerLog.info("job \(attempt.job.id) (\(attempt.kind.name)) stopping: \(reason)")
+                ChildProcess.signalGroup(pid, SIGTERM)
+                termAt = now
+            }
+            if let termAt, !killed, now >= termAt + grace {
+                ChildProcess.signalGroup(pid, SIGKILL)
+                killed = true
+            }
+            attempt.flushStatus()
+            let checkAgain = status == nil && stop == nil ? attempt.stops.nextCheck : nil
+            let wait = attempt.waitMilliseconds(now: now, deadlines: [checkAgain, killed ? nil : termAt.map { $0 + grace }])
+            for (token, _) in epoll.wait(timeoutMilliseconds: wait) {
+                drain(token == Self.outputToken ? output : progress, token: token, epoll: epoll, lines: &lines)
+            }
+        }
+        // What the group wrote just before it ended is still in the pipes.
+        drain(output, token: Self.outputToken, epoll: epoll, lines: &lines)
+        drain(progress, token: Self.progressToken, epoll: epoll, lines: &lines)
+        if let last = lines.finish(), let report = ProgressReport(line: last) { attempt.report(report) }
+        if let stop { return attempt.event(for: stop) }
+        return .exited(status: status ?? -1)
+    }
+
+    /// Reads what is there now; at end of file the descriptor leaves the epoll set.
+    private func drain(_ fd: FileDescriptor, token: UInt64, epoll: Epoll, lines: inout LineSplitter) {
+        while true {
+            let chunk: [UInt8]
+            do { chunk = try fd.read(upTo: 65536) } catch {
+                if error.errno != EAGAIN { epoll.remove(fd) }
+                return
+            }
+            if chunk.isEmpty {
+                epoll.remove(fd)
+                return
+            }
+            if token == Self.outputToken {
+                attempt.log.append(chunk)
+            } else {
+                for line in lines.feed(chunk) { if let report = ProgressReport(line: line) { attempt.report(report) } }
+            }
+        }
+    }
+}

@@ -1,0 +1,146 @@
+import Foundation
+import Glibc
+import HeraldCore
+import HeraldPOSIX
+import HeraldStore
+import Synchronization
+
+/// Claims queued jobs and runs each on its own thread, up to `workers` at once; `concurrency`
+/// per kind is the store's business (slot locks across processes).
+///
+/// Every turn: ingest submissions, recover jobs of dead runners, cancel queued jobs asked to stop,
+/// claim. `drain` returns when nothing is claimable and nothing runs here; `daemon` waits on the
+/// store watcher (submissions, cancel requests) and rescans every second for crash recovery.
+/// On SIGTERM or SIGINT both stop claiming, let running jobs finish for the shutdown grace, then
+/// stop the rest and put them back in the queue.
+public final class Scheduler: Sendable {
+    /// How long the scheduler runs.
+    public enum Mode: Sendable {
+        /// `herald-runner run`: drain the queue, then return.
+        case drain
+        /// `herald-runner work`: wait for jobs until SIGTERM.
+        case daemon
+    }
+
+    private let store: any RunnerStore
+    private let kinds: [String: KindConfig]
+    private let options: RunnerOptions
+    private let wake: EventFD
+    private let stopRequested = Atomic<Bool>(false)
+    private let running = Mutex<[JobID: InterruptFlag]>([:])
+
+    private static let wakeToken: UInt64 = 1
+    private static let watcherToken: UInt64 = 2
+
+    /// A scheduler for `store` running the configured kinds.
+    public init(store: any RunnerStore, kinds: [String: KindConfig], options: RunnerOptions) throws(SystemError) {
+        self.store = store
+        self.kinds = kinds
+        self.options = options
+        wake = try EventFD()
+    }
+
+    /// Prepares the process: SIGTERM and SIGINT are taken by a thread (blocked everywhere else,
+    /// so job threads and children start with them at default), SIGPIPE ignored, and this process
+    /// becomes the subreaper of its jobs' orphans. Call before any other thread starts.
+    public func takeSignals() throws(SystemError) {
+        Signals.block([SIGTERM, SIGINT])
+        Signals.ignorePipe()
+        try ChildProcess.becomeSubreaper()
+        let thread = Thread { [self] in
+            while true {
+                let signal = Signals.wait([SIGTERM, SIGINT])
+                RunnerLog.info("\(signal == SIGTERM ? "SIGTERM" : "SIGINT"): no new jobs; running jobs get \(options.shutdownGraceMilliseconds / 1000) s to finish")
+                stopRequested.store(true, ordering: .releasing)
+                wake.signal()
+            }
+        }
+        thread.start()
+    }
+
+    /// Runs until the queue is drained (`drain`) or a stop is asked for and running jobs have ended.
+    public func run(_ mode: Mode) throws(StoreError) {
+        let watcher = mode == .daemon ? try store.watch() : nil
+        let epoll: Epoll
+        do {
+            epoll = try Epoll()
+            try epoll.add(wake.fd, events: Epoll.readable, token: Self.wakeToken)
+            if let fd = watcher?.fd { try epoll.add(FileDescriptor(rawValue: fd), events: Epoll.readable, token: Self.watcherToken) }
+        } catch { throw .unavailable(error.description) }
+        defer { epoll.fd.close() }
+
+        var shutdownDeadline: Int64?
+        var interrupted = false
+        var rescan = true
+        var lastScan: Int64 = 0
+        while true {
+            let now = Clock.monotonicMilliseconds()
+            if stopRequested.load(ordering: .acquiring) {
+                let deadline = shutdownDeadline ?? now + options.shutdownGraceMilliseconds
+                shutdownDeadline = deadline
+                let flags = running.withLock { Array($0.values) }
+                if flags.isEmpty { break }
+                if !interrupted, now >= deadline {
+                    RunnerLog.warning("shutdown grace over: stopping \(flags.count) job(s) and putting them back in the queue")
+                    flags.forEach { $0.raise() }
+                    interrupted = true
+                }
+            } else if rescan || now - lastScan >= options.rescanMilliseconds {
+                lastScan = now
+                let claimed = scanAndClaim()
+                if mode == .drain, claimed == 0, running.withLock({ $0.isEmpty }) { break }
+            }
+            var timeout = Int32(options.rescanMilliseconds)
+            if let watcher, watcher.fd == nil { timeout = Int32(watcher.pollIntervalMilliseconds) }
+            if let shutdownDeadline, !interrupted { timeout = Int32(max(0, min(Int64(timeout), shutdownDeadline - now))) }
+            rescan = false
+            for (token, _) in epoll.wait(timeoutMilliseconds: timeout) where token == Self.wakeToken {
+                wake.drain()
+                rescan = true  // a job ended: its slot is free
+            }
+            if let watcher {
+                // Status writes need no rescan; submissions and cancel requests do.
+                let changes = (try? watcher.changes()) ?? []
+                rescan = rescan || changes.contains { if case .job = $0 { return false } else { return true } }
+            }
+        }
+    }
+
+    /// One pass over the store; returns how many jobs were claimed. A store error is logged and
+    /// retried on the next pass: a full disk must not kill the daemon.
+    private func scanAndClaim() -> Int {
+        var claimed = 0
+        do {
+            _ = try store.ingest()
+            let now = Timestamp(milliseconds: Clock.wallMilliseconds())
+            for job in try store.recoverLostJobs(kinds: kinds, now: now) {
+                RunnerLog.warning("job \(job.id) (\(job.kind)) lost its runner: now \(job.state.rawValue), attempt \(job.attempt)")
+            }
+            for job in try store.cancelRequestedQueuedJobs(now: now) {
+                RunnerLog.info("job \(job.id) (\(job.kind)) canceled while queued")
+            }
+            while running.withLock({ $0.count }) < options.workers,
+                  let claim = try store.claimNext(kinds: kinds, now: Timestamp(milliseconds: Clock.wallMilliseconds())) {
+                start(claim)
+                claimed += 1
+            }
+        } catch {
+            RunnerLog.error("\(error)")
+        }
+        return claimed
+    }
+
+    private func start(_ claim: any JobClaim) {
+        let id = claim.job.id
+        guard let kind = kinds[claim.job.kind] else { return }  // claimNext only claims configured kinds
+        let flag = InterruptFlag()
+        running.withLock { $0[id] = flag }
+        let attempt = Attempt(store: store, claim: claim, kind: kind, options: options, interrupt: flag)
+        let thread = Thread { [self] in
+            attempt.run()
+            running.withLock { $0[id] = nil }
+            wake.signal()
+        }
+        thread.start()
+    }
+}

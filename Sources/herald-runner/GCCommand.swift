@@ -1,0 +1,38 @@
+import ArgumentParser
+import HeraldCore
+import HeraldPOSIX
+import HeraldStore
+
+/// `herald-runner gc`: for the herald-gc timer.
+struct GCCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "gc", abstract: "Remove ended jobs older than the retention.")
+
+    @OptionGroup var options: ConfigOption
+
+    @Option(help: "Remove jobs that ended longer ago than this (default: the configuration's retention), e.g. 7d.")
+    var olderThan: String?
+
+    @Flag(help: "Only print what would be removed.")
+    var dryRun = false
+
+    func validate() throws {
+        if let olderThan, HeraldDuration(parsing: olderThan) == nil {
+            throw ValidationError("--older-than: '\(olderThan)' is not a duration (500ms, 15s, 30m, 2h, 7d)")
+        }
+    }
+
+    func run() throws {
+        let (config, store) = try options.openStore()
+        let age = olderThan.flatMap { HeraldDuration(parsing: $0) } ?? config.retention
+        let cutoff = Timestamp(milliseconds: Clock.wallMilliseconds() - age.milliseconds)
+        do {
+            let jobs = try store.finishedJobs(before: cutoff)
+            for job in jobs {
+                if !dryRun { try store.remove(job.id) }
+                print("\(dryRun ? "would remove" : "removed") \(job.id) (\(job.kind), \(job.state.rawValue) \(job.finishedAt?.rfc3339 ?? ""))")
+            }
+        } catch {
+            throw Exit.failure(error)
+        }
+    }
+}

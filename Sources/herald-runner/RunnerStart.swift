@@ -1,0 +1,39 @@
+import ArgumentParser
+import HeraldCore
+import HeraldRunner
+import HeraldStore
+
+/// What `run` and `work` share: options, and starting a scheduler on the state directory.
+struct RunnerArguments: ParsableArguments {
+    @OptionGroup var options: ConfigOption
+
+    // For tests: the contract's waits are long.
+    @Option(help: ArgumentHelp("From SIGTERM to SIGKILL of a stopped job (default 10s).", visibility: .hidden))
+    var killGrace: String?
+    @Option(help: ArgumentHelp("How long running jobs may finish after SIGTERM (default 30s).", visibility: .hidden))
+    var shutdownGrace: String?
+
+    func validate() throws {
+        for (name, value) in [("--kill-grace", killGrace), ("--shutdown-grace", shutdownGrace)] {
+            if let value, HeraldDuration(parsing: value) == nil { throw ValidationError("\(name): '\(value)' is not a duration (500ms, 15s, 30m, 2h, 7d)") }
+        }
+    }
+
+    /// Runs the scheduler in `mode` until it is done; exits 78 or 69 when it cannot start.
+    func start(_ mode: Scheduler.Mode, workers: Int?) throws {
+        let (config, store) = try options.openStore(create: true)
+        var runnerOptions = RunnerOptions(workers: workers ?? config.workers)
+        if let killGrace { runnerOptions.killGraceMilliseconds = HeraldDuration(parsing: killGrace)!.milliseconds }
+        if let shutdownGrace { runnerOptions.shutdownGraceMilliseconds = HeraldDuration(parsing: shutdownGrace)!.milliseconds }
+        do {
+            let scheduler = try Scheduler(store: store, kinds: config.kinds, options: runnerOptions)
+            try scheduler.takeSignals()
+            RunnerLog.info("\(mode == .drain ? "run" : "work"): \(config.stateDir), \(runnerOptions.workers) worker(s), \(config.kinds.count) kind(s)")
+            try scheduler.run(mode)
+        } catch let error as StoreError {
+            throw Exit.failure(error)
+        } catch {
+            throw Exit.failure(.unavailable, "cannot start: \(error)")
+        }
+    }
+}

@@ -1,0 +1,88 @@
+import ArgumentParser
+import Glibc
+import HeraldCore
+import HeraldPOSIX
+import HeraldRunner
+import HeraldStore
+
+/// `herald-runner submit KIND -p NAME=VALUE...`: what the API's POST /jobs does, from a shell.
+struct SubmitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "submit", abstract: "Submit a job and print its ID.",
+        discussion: "With --wait: exit 0 if the job succeeded, 1 if it failed, 2 if it was canceled.")
+
+    @OptionGroup var options: ConfigOption
+
+    @Argument(help: "The job kind, as configured under `kinds`.")
+    var kind: String
+
+    @Option(name: [.customShort("p"), .customLong("param")], help: "A param, NAME=VALUE (repeatable).")
+    var params: [String] = []
+
+    @Flag(help: "Wait for the job to end, showing its progress.")
+    var wait = false
+
+    @Flag(help: "Print the job as JSON instead of its ID (with --wait: the final job).")
+    var json = false
+
+    func validate() throws {
+        for param in params where !param.contains("=") || param.hasPrefix("=") {
+            throw ValidationError("-p takes NAME=VALUE, not '\(param)'")
+        }
+    }
+
+    func run() throws {
+        let (config, store) = try options.openStore()
+        guard let kindConfig = config.kinds[kind] else { throw Exit.failure(.badInput, "no job kind named '\(kind)'") }
+        var members: [(String, JSON)] = []
+        for param in params {
+            let parts = param.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            members.append((String(parts[0]), .string(String(parts[1]))))
+        }
+        let accepted: [String: String]
+        do { accepted = try kindConfig.validate(params: .object(members)) } catch {
+            throw Exit.failure(.badInput, "\(error)")
+        }
+        let id = JobID(milliseconds: UInt64(Clock.wallMilliseconds()), random: RandomSource.bytes(10))
+        let job = Job(id: id, kind: kind, params: accepted, now: Timestamp(milliseconds: Clock.wallMilliseconds()))
+        do { try store.submit(job) } catch { throw Exit.failure(error) }
+        guard wait else {
+            StandardOutput.write((json ? job.json(urlPrefix: config.urlPrefix).text : id.text) + "\n")
+            return
+        }
+        if !json { StandardOutput.write(id.text + "\n") }
+        let final = try follow(id, store: store)
+        if json { StandardOutput.write(final.json(urlPrefix: config.urlPrefix).text + "\n") }
+        switch final.state {
+        case .succeeded: return
+        case .canceled: throw ExitCode(Exit.jobCanceled.rawValue)
+        default: throw ExitCode(Exit.jobFailed.rawValue)
+        }
+    }
+
+    /// Shows the job's progress until it ends: a bar redrawn in place on a terminal, else a line per change.
+    private func follow(_ id: JobID, store: DirectoryStore) throws -> Job {
+        let terminal = isatty(1) == 1
+        var shown = ""
+        do {
+            let waiter = try ChangeWaiter(store: store)
+            while true {
+                let job = try Exit.job(id, in: store)
+                if !json {
+                    let text = terminal ? JobText.bar(job) : JobText.progressLine(job)
+                    if text != shown {
+                        StandardOutput.write(terminal ? "\r\u{1B}[K\(text)" : text + "\n")
+                        shown = text
+                    }
+                }
+                if job.state.isTerminal {
+                    if terminal && !json { StandardOutput.write("\n\(JobText.progressLine(job))\n") }
+                    return job
+                }
+                _ = try waiter.wait(timeoutMilliseconds: 1000)
+            }
+        } catch let error as StoreError {
+            throw Exit.failure(error)
+        }
+    }
+}
