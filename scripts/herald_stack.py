@@ -713,7 +713,9 @@ def demo(args) -> int:
     workdir = os.path.abspath(args.workdir or os.path.join(REPO, ".demo"))
     if args.workdir is None and os.path.isdir(workdir):
         shutil.rmtree(workdir)  # a fresh state directory every time
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    # Also SIGINT: a shell may start us with it ignored (background job), yet Ctrl-C must stop the stack.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _on_sigterm)
     stack = Stack(args.bin_dir, workdir, port=args.port, host=args.host,
                   config_overrides={"workers": args.workers})
     try:
