@@ -27,6 +27,13 @@ final class DirectoryClaim: JobClaim, @unchecked Sendable {
         slot?.close()
     }
 
+    /// What a crash does: the locks drop, the files stay. Tests of recovery use it.
+    func abandon() {
+        released = true
+        lock.close()
+        slot?.close()
+    }
+
     deinit { release() }
 }
 

@@ -1,0 +1,167 @@
+import Foundation
+import HeraldCore
+import HeraldPOSIX
+import Synchronization
+import Testing
+@testable import HeraldStore
+
+@Suite struct DirectoryStoreTests {
+    @Test func aReaderNeverSeesATornStatusFile() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        var job = try fixture.submit()
+        _ = try store.ingest()
+        let id = job.id
+        let shared = ReaderState()
+        let reader = Thread {
+            while !shared.done.load(ordering: .acquiring) {
+                do {
+                    guard try store.job(id) != nil else { throw StoreError.corrupt("status file missing") }
+                    shared.outcome.withLock { $0.reads += 1 }
+                } catch {
+                    shared.outcome.withLock { $0.failure = "\(error)" }
+                    return
+                }
+            }
+        }
+        reader.start()
+        for n in 0..<2000 {
+            job.seq += 1
+            job.message = String(repeating: "x", count: n % 500)  // sizes vary, so a torn file would show
+            try store.write(job, durable: false)
+        }
+        shared.done.store(true, ordering: .releasing)
+        while !reader.isFinished { Thread.sleep(forTimeInterval: 0.01) }
+        let result = shared.outcome.withLock { $0 }
+        #expect(result.failure == nil)
+        #expect(result.reads > 0)
+        #expect(try store.job(job.id)?.seq == job.seq)
+    }
+
+    @Test func submitIngestClaimWriteRelease() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let job = try fixture.submit(params: ["month": "2026-10"])
+        #expect(try store.job(job.id) == job)  // visible while still in new/
+        #expect(try store.ingest() == 1)
+        #expect(try store.ingest() == 0)
+        let claim = try #require(try store.claimNext(kinds: StoreFixture.kinds(), now: fixture.now()))
+        #expect(claim.job.id == job.id)
+        #expect(claim.job.state == .running)
+        #expect(try store.job(job.id)?.state == .running)
+        #expect(try store.claimNext(kinds: StoreFixture.kinds(), now: fixture.now()) == nil)
+        let done = try #require(claim.job.applying(.exited(status: 0), at: fixture.now(), retries: 0))
+        try store.write(done, durable: true)
+        claim.release()
+        #expect(try store.job(job.id) == done)
+        #expect(try FileSystem.list(store.running).isEmpty)
+        #expect(try store.recoverLostJobs(kinds: StoreFixture.kinds(), now: fixture.now()).isEmpty)
+        #expect(try store.jobs(JobFilter(state: .succeeded)).map(\.id) == [job.id])
+    }
+
+    @Test func theQueueIsFirstInFirstOut() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let jobs = try (0..<5).map { _ in try fixture.submit() }
+        _ = try store.ingest()
+        var claimed: [JobID] = []
+        while let claim = try store.claimNext(kinds: StoreFixture.kinds(), now: fixture.now()) {
+            claimed.append(claim.job.id)
+            claim.release()  // left running: FIFO is about claim order only
+        }
+        #expect(claimed == jobs.map(\.id))
+    }
+
+    @Test func aKindsConcurrencyHoldsWhileAClaimIsHeld() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let kinds = StoreFixture.kinds(concurrency: 1)
+        let first = try fixture.submit()
+        let second = try fixture.submit()
+        _ = try store.ingest()
+        let claim = try #require(try store.claimNext(kinds: kinds, now: fixture.now()))
+        #expect(claim.job.id == first.id)
+        #expect(try store.claimNext(kinds: kinds, now: fixture.now()) == nil)
+        claim.release()
+        let next = try #require(try store.claimNext(kinds: kinds, now: fixture.now()))
+        #expect(next.job.id == second.id)
+        next.release()
+    }
+
+    @Test func aQueuedJobIsCanceledOnRequest() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let job = try fixture.submit()
+        _ = try store.ingest()
+        try store.requestCancel(job.id)
+        #expect(store.isCancelRequested(job.id))
+        let canceled = try store.cancelRequestedQueuedJobs(now: fixture.now())
+        #expect(canceled.map(\.id) == [job.id])
+        #expect(try store.job(job.id)?.state == .canceled)
+        #expect(try store.job(job.id)?.error?.code == .canceled)
+        #expect(!store.isCancelRequested(job.id))
+        #expect(try store.claimNext(kinds: StoreFixture.kinds(), now: fixture.now()) == nil)
+    }
+
+    @Test(arguments: [0, 1])
+    func aClaimWhoseRunnerDiedIsRecovered(retries: Int) throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let kinds = StoreFixture.kinds(concurrency: 1, retries: retries)
+        let job = try fixture.submit()
+        _ = try store.ingest()
+        let claim = try #require(try store.claimNext(kinds: kinds, now: fixture.now()) as? DirectoryClaim)
+        #expect(try store.recoverLostJobs(kinds: kinds, now: fixture.now()).isEmpty)  // held: alive
+        claim.abandon()
+        let recovered = try store.recoverLostJobs(kinds: kinds, now: fixture.now())
+        #expect(recovered.map(\.id) == [job.id])
+        let now = try #require(try store.job(job.id))
+        #expect(now.error?.code == .runnerLost)
+        if retries == 0 {
+            #expect(now.state == .failed)
+            #expect(try store.claimNext(kinds: kinds, now: fixture.now()) == nil)
+        } else {
+            #expect(now.state == .queued)
+            #expect(now.attempt == 2)
+            // The dead runner's slot is free again too.
+            let again = try #require(try store.claimNext(kinds: kinds, now: fixture.now()))
+            #expect(again.job.attempt == 2)
+            again.release()
+        }
+    }
+
+    @Test(arguments: [false, true])
+    func theWatcherReportsChanges(polling: Bool) throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let watcher = try DirectoryWatcher(store: store, forcePolling: polling)
+        #expect((watcher.fd == nil) == polling)
+        let job = try fixture.submit()
+        #expect(try changes(watcher).contains(.submitted(job.id)))
+        _ = try store.ingest()
+        #expect(try changes(watcher).contains(.job(job.id)))
+        var next = job
+        next.message = "a longer message than before"
+        next.seq += 1
+        try store.write(next, durable: false)
+        #expect(try changes(watcher).contains(.job(job.id)))
+        try store.requestCancel(job.id)
+        #expect(try changes(watcher).contains(.cancelRequested(job.id)))
+    }
+
+    /// The watcher's changes, waiting briefly for inotify to deliver them.
+    private func changes(_ watcher: DirectoryWatcher) throws -> [StoreChange] {
+        for _ in 0..<50 {
+            let found = try watcher.changes()
+            if !found.isEmpty { return found }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        return []
+    }
+}
+
+/// What the reader thread shares with the test.
+private final class ReaderState: Sendable {
+    let done = Atomic<Bool>(false)
+    let outcome = Mutex<(reads: Int, failure: String?)>((0, nil))
+}
