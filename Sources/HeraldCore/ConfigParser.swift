@@ -26,13 +26,17 @@ extension Config {
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
+        } catch let YamlError.duplicatedKeysInMapping(duplicates, context) {
+            // Yams refuses duplicates before `mapping` sees them: still name the key and its line.
+            throw ConfigError(key: duplicates.first ?? "", line: context.mark.line, message: "appears twice")
         } catch let error as YamlError {
             throw ConfigError(key: "", line: yamlErrorLine(error), message: "not valid YAML: \(yamlErrorSummary(error))")
         } catch {
             throw ConfigError(key: "", line: nil, message: "not valid YAML: \(error)")
         }
         var config = Config()
-        guard let root else { return config }
+        // No document, or an empty one (`---` alone): every default.
+        guard let root, root.null == nil else { return config }
         let top = try mapping(root, key: "")
         for (keyNode, value) in top {
             let key = keyNode.string ?? ""
@@ -60,7 +64,7 @@ extension Config {
                         throw ConfigError(key: "kinds.\(name)", line: line(nameNode),
                                           message: "a kind's name must be 1-64 letters, digits, '-' or '_'")
                     }
-                    config.kinds[name] = try kind(named: name, kindNode)
+                    config.kinds[name] = try kind(named: name, kindNode, line: line(nameNode))
                 }
             default:
                 throw ConfigError(key: key, line: line(keyNode), message: "unknown key")
@@ -69,9 +73,10 @@ extension Config {
         return config
     }
 
-    private static func kind(named name: String, _ node: Node) throws(ConfigError) -> KindConfig {
+    private static func kind(named name: String, _ node: Node, line nameLine: Int?) throws(ConfigError) -> KindConfig {
         let base = "kinds.\(name)"
         var executor: KindConfig.Executor?
+        var paramsLine: Int?
         var kind = KindConfig(name: name, executor: .demo)
         for (keyNode, value) in try mapping(node, key: base) {
             let key = "\(base).\(keyNode.string ?? "")"
@@ -92,6 +97,7 @@ extension Config {
                 }
                 executor = .command(argv)
             case "params":
+                paramsLine = line(keyNode)
                 for (paramNode, regexNode) in try mapping(value, key: key) {
                     let param = paramNode.string ?? ""
                     let paramKey = "\(key).\(param)"
@@ -113,10 +119,11 @@ extension Config {
             }
         }
         guard let executor else {
-            throw ConfigError(key: base, line: line(node), message: "needs either 'command' or 'builtin'")
+            // The kind's own line: a block mapping's mark is its first key, one line further down.
+            throw ConfigError(key: base, line: nameLine ?? line(node), message: "needs either 'command' or 'builtin'")
         }
         if executor == .demo, !kind.params.isEmpty {
-            throw ConfigError(key: "\(base).params", line: line(node), message: "the builtin demo kind has fixed params")
+            throw ConfigError(key: "\(base).params", line: paramsLine ?? line(node), message: "the builtin demo kind has fixed params")
         }
         kind.executor = executor
         return kind

@@ -17,7 +17,10 @@ public struct HeraldDuration: Hashable, Sendable, Comparable, CustomStringConver
             // `5ms` also ends in `s`: the digits check below rejects the `5m` reading.
             guard !digits.isEmpty, digits.count <= 12, digits.utf8.allSatisfy({ (48...57).contains($0) }),
                   let value = Int64(digits) else { continue }
-            milliseconds = value * scale
+            // `999999999999d` does not fit in Int64 milliseconds: refuse it rather than trap.
+            let (scaled, overflow) = value.multipliedReportingOverflow(by: scale)
+            guard !overflow else { return nil }
+            milliseconds = scaled
             return
         }
         return nil

@@ -39,8 +39,9 @@ public struct JobID: Hashable, Sendable, Comparable, CustomStringConvertible {
     /// The creation time in milliseconds since the epoch, read from the ID.
     public var milliseconds: UInt64 {
         var v: UInt64 = 0
+        // 10 characters are 50 bits: the two zero pad bits on top, then the 48-bit time (no shift).
         for b in text.utf8.prefix(10) { v = v << 5 | UInt64(JobID.alphabet.firstIndex(of: b)!) }
-        return v >> 2
+        return v
     }
 
     public var description: String { text }

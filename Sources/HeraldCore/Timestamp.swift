@@ -51,7 +51,8 @@ public struct Timestamp: Hashable, Sendable, Comparable {
         if b.count > 20 {
             guard b[19] == 46, b.count > 21 else { return nil }
             let digits = b.count - 21
-            guard let frac = num(20, digits) else { return nil }
+            // At most nanoseconds: more digits would overflow `num`.
+            guard digits <= 9, let frac = num(20, digits) else { return nil }
             ms = digits >= 3 ? frac / Int(pow10(digits - 3)) : frac * Int(pow10(3 - digits))
         } else if b.count != 20 {
             return nil
