@@ -1,0 +1,94 @@
+import Testing
+@testable import HeraldCore
+
+@Suite struct JobTests {
+    typealias F = Fixture
+
+    @Test func jsonHasEveryFieldInOrder() throws {
+        let job = F.running()
+        let json = job.json(urlPrefix: "/jobs")
+        guard case let .object(members) = json else { Issue.record("not an object"); return }
+        #expect(members.map(\.0) == [
+            "id", "kind", "state", "progress", "message", "params", "created_at", "started_at", "finished_at",
+            "updated_at", "attempt", "exit_code", "error", "result", "seq", "links",
+        ])
+        #expect(json["id"] == .string(F.id.text))
+        #expect(json["state"] == .string("running"))
+        #expect(json["progress"] == .number("0.0"))
+        #expect(json["message"] == .null)
+        #expect(json["params"] == .object([("month", .string("2026-10"))]))
+        #expect(json["created_at"] == .string("2025-11-25T10:00:00.123Z"))
+        #expect(json["started_at"] == .string("2025-11-25T10:00:00.133Z"))
+        #expect(json["finished_at"] == .null)
+        #expect(json["attempt"] == .number("1"))
+        #expect(json["exit_code"] == .null)
+        #expect(json["error"] == .null)
+        #expect(json["result"] == .null)
+        #expect(json["seq"] == .number("2"))
+        let base = "/jobs/\(F.id.text)"
+        #expect(json["links"] == .object([
+            ("self", .string(base)), ("events", .string(base + "/events")),
+            ("log", .string(base + "/log")), ("cancel", .string(base + "/cancel")),
+        ]))
+    }
+
+    @Test func withoutPrefixThereAreNoLinks() {
+        #expect(F.queued().json(urlPrefix: nil)["links"] == nil)
+        #expect(F.queued().json(urlPrefix: "/api/jobs")["links"]?["self"] == .string("/api/jobs/\(F.id.text)"))
+    }
+
+    @Test func progressIsWrittenAsADouble() throws {
+        let job = try #require(F.running().applying(.report(ProgressReport(progress: 42, message: "rendering page 4")), at: F.at(20), retries: 0))
+        let text = job.json(urlPrefix: nil).text
+        #expect(text.contains("\"progress\":42.0"))
+        #expect(text.contains("\"message\":\"rendering page 4\""))
+    }
+
+    @Test func errorIsAnObject() throws {
+        let failed = try #require(F.running().applying(.aborted(JobError(.timeout, "took over 30m")), at: F.at(20), retries: 0))
+        #expect(failed.json(urlPrefix: nil)["error"] == .object([("code", .string("timeout")), ("message", .string("took over 30m"))]))
+    }
+
+    @Test func paramsAreSortedByName() {
+        let job = Job(id: F.id, kind: "k", params: ["b": "2", "a": "1", "c": "3"], now: F.t0)
+        #expect(job.json(urlPrefix: nil)["params"]?.text == #"{"a":"1","b":"2","c":"3"}"#)
+    }
+
+    @Test func jsonRoundTripThroughText() throws {
+        var job = F.running()
+        job = job.applying(.report(ProgressReport(progress: 42.5, message: "line \"one\"\n", result: .object([("n", .number("1.50"))]))), at: F.at(20), retries: 0)!
+        let states: [Job] = [
+            F.queued(), F.running(), job,
+            job.applying(.exited(status: 0), at: F.at(30), retries: 0)!,
+            job.applying(.exited(status: 7), at: F.at(30), retries: 0)!,
+            job.applying(.cancel, at: F.at(30), retries: 0)!,
+            job.applying(.exited(status: 7), at: F.at(30), retries: 1)!,
+        ]
+        for original in states {
+            for prefix in [nil, "/jobs"] as [String?] {
+                let parsed = try JSON.parse(original.json(urlPrefix: prefix).text)
+                let back = try #require(Job(json: parsed))
+                #expect(back == original)
+            }
+        }
+    }
+
+    @Test func incompleteJSONIsRefused() throws {
+        let json = F.running().json(urlPrefix: nil)
+        guard case let .object(members) = json else { return }
+        for required in ["id", "kind", "state", "progress", "created_at", "updated_at", "attempt", "seq", "params"] {
+            let without = JSON.object(members.filter { $0.0 != required })
+            #expect(Job(json: without) == nil, "without \(required)")
+        }
+        var bad = members
+        bad[0] = ("id", .string("../etc"))
+        #expect(Job(json: .object(bad)) == nil)
+        bad = members
+        bad[2] = ("state", .string("paused"))
+        #expect(Job(json: .object(bad)) == nil)
+        bad = members
+        bad[5] = ("params", .object([("a", .number("1"))]))
+        #expect(Job(json: .object(bad)) == nil)
+        #expect(Job(json: .array([])) == nil)
+    }
+}
