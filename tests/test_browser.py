@@ -86,15 +86,21 @@ def watch_state(browser):
     return browser.execute_script("return window.__watch")
 
 
-def test_herald_js_keeps_final_state_across_fcgi_restart(stack, browser):
+@pytest.mark.parametrize("fcgi_mode", ["socket", "systemd"])
+def test_herald_js_keeps_final_state_across_fcgi_restart(make_stack, browser, fcgi_mode):
+    # socket: herald-fcgi creates its socket, so nginx answers 502 while it is down.
+    # systemd: the socket is handed over on fd 3 and outlives the process (socket
+    # activation): connections wait in the backlog and nothing is refused.
+    stack = make_stack(fcgi_mode=fcgi_mode)
     open_demo(browser, stack)
     job = stack.submit("demo", {"steps": "12", "interval_ms": "400"})
     browser.execute_script(WATCH_SCRIPT, job["id"], False)
 
     wait_for(browser, lambda d: any(s["state"] == "running" and s["progress"] > 0 for s in watch_state(d)["statuses"]),
              20, "no running status with progress arrived before the restart")
-    # herald-fcgi goes away mid-job for a moment: nginx answers 502 meanwhile, which
-    # makes EventSource give up; herald.js must come back and still see the end.
+    # herald-fcgi goes away mid-job for a moment. With its own socket nginx answers
+    # 502 meanwhile, which makes EventSource give up; herald.js must come back and
+    # still see the end.
     stack.restart_fcgi(down_for=1.0)
 
     w = wait_for(browser, lambda d: (lambda w: w if w["end"] is not None else None)(watch_state(d)), 40,
@@ -108,6 +114,9 @@ def test_herald_js_keeps_final_state_across_fcgi_restart(stack, browser):
     assert w["connection"][-1] == "closed", w["connection"]
     assert not w["errors"], w["errors"]
     assert stack.wait_job(job["id"], timeout=5)["state"] == "succeeded"
+    refused = [r for r in stack.requests_seen() if r[2] == 502]
+    if fcgi_mode == "systemd":
+        assert not refused, f"requests refused although the socket outlived herald-fcgi: {refused}"
 
 
 def test_herald_js_watches_several_jobs_over_one_stream(stack, browser):
