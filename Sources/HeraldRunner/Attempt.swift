@@ -67,17 +67,21 @@ final class Attempt: @unchecked Sendable {
     }
 
     private func finish(_ event: JobEvent) {
-        if let next = job.applying(event, at: Attempt.now(), retries: kind.retries) {
-            job = next
-            do {
-                // Durable before anything else moves: the claim's release lets other runners act on it.
-                try writer.finish(next)
-                if event == .cancel { store.clearCancelRequest(next.id) }
-                if next.state == .queued { try store.enqueue(next.id) }
-            } catch {
-                RunnerLog.error("job \(next.id): final state not written: \(error)")
-            }
+        guard let next = job.applying(event, at: Attempt.now(), retries: kind.retries) else {
+            preconditionFailure("a running job accepts every ending event")
         }
+        do {
+            // Durable before anything else moves: the claim's release lets other runners act on it.
+            try writer.finish(next)
+            if event == .cancel { store.clearCancelRequest(next.id) }
+            if next.state == .queued { try store.enqueue(next.id) }
+        } catch {
+            // Releasing would remove the lock file recovery looks for: leave the job to it instead.
+            RunnerLog.error("job \(next.id) (\(kind.name)): final state not written, left to recovery: \(error)")
+            claim.abandon()
+            return
+        }
+        job = next
         claim.release()
         describeEnd()
     }
@@ -89,7 +93,7 @@ final class Attempt: @unchecked Sendable {
         case .canceled: RunnerLog.info("\(name) canceled on request")
         case .failed: RunnerLog.warning("\(name) failed, attempt \(job.attempt): \(job.error?.message ?? "unknown")")
         case .queued: RunnerLog.info("\(name) back in the queue for attempt \(job.attempt): \(job.message ?? "")")
-        case .running: RunnerLog.error("\(name) left running: no final state applied")
+        case .running: break  // no ending event leaves a job running
         }
     }
 }

@@ -132,7 +132,7 @@ public final class Scheduler: Sendable {
 
     private func start(_ claim: any JobClaim) {
         let id = claim.job.id
-        guard let kind = kinds[claim.job.kind] else { return }  // claimNext only claims configured kinds
+        guard let kind = kinds[claim.job.kind] else { preconditionFailure("claimNext claimed a kind it was not given") }
         let flag = InterruptFlag()
         running.withLock { $0[id] = flag }
         let attempt = Attempt(store: store, claim: claim, kind: kind, options: options, interrupt: flag)

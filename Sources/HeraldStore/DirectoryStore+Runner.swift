@@ -27,8 +27,8 @@ final class DirectoryClaim: JobClaim, @unchecked Sendable {
         slot?.close()
     }
 
-    /// What a crash does: the locks drop, the files stay. Tests of recovery use it.
     func abandon() {
+        guard !released else { return }
         released = true
         lock.close()
         slot?.close()

@@ -6,6 +6,8 @@ public protocol JobClaim: AnyObject, Sendable {
     var job: Job { get }
     /// Ends the claim: the liveness lock and the concurrency slot are freed.
     func release()
+    /// Drops the claim as a crash would, leaving the job to recovery (`runner_lost`): for when its final state could not be written.
+    func abandon()
 }
 
 /// What runners do with the store, on top of what the web side does. Only runners write job state.
