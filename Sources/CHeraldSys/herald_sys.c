@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "herald_sys.h"
 #include <fcntl.h>
+#include <spawn.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/file.h>
@@ -43,3 +44,4 @@ int herald_fstat(int fd, int64_t *size) {
 
 int herald_memfd_create(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 int herald_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
+int herald_spawn_closefrom(posix_spawn_file_actions_t *actions, int from) { return posix_spawn_file_actions_addclosefrom_np(actions, from); }

@@ -16,6 +16,9 @@ public enum ChildProcess {
             // dup2 onto the same number would keep close-on-exec; spawn never gets such fds from us.
             posix_spawn_file_actions_adddup2(&actions, source.rawValue, Int32(target))
         }
+        // Descriptors this process inherited without close-on-exec must not reach the child: a pipe
+        // held open by a job would keep its parent's reader waiting for end of file.
+        herald_spawn_closefrom(&actions, Int32(sources.count))
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }

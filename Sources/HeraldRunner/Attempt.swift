@@ -48,6 +48,9 @@ final class Attempt: @unchecked Sendable {
         writer.update(next)
     }
 
+    /// Records the program's process group with the claim, for recovery after a crash of this runner.
+    func recordProcessGroup(_ group: Int32) { claim.recordProcessGroup(group) }
+
     /// Writes a held-back status if it is due; the programs' loops call it on every turn.
     func flushStatus() { writer.flushIfDue() }
 

@@ -48,6 +48,7 @@ struct CommandProgram {
         // Only the child may hold the write ends, so the pipes reach end of file when it (and its group) is gone.
         childEnds.forEach { $0.close() }
         childEnds = []
+        attempt.recordProcessGroup(pid)
         return supervise(pid: pid, epoll: epoll, output: output, progress: progress)
     }
 

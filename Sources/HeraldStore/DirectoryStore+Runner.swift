@@ -27,6 +27,25 @@ final class DirectoryClaim: JobClaim, @unchecked Sendable {
         slot?.close()
     }
 
+    func recordProcessGroup(_ group: Int32) {
+        // The boot id keeps a recovering runner from killing a group of the same number after a reboot.
+        _ = try? lock.writeAll(Array("\(group) \(DirectoryClaim.bootID)\n".utf8))
+    }
+
+    static let bootID: String = {
+        let bytes = (try? FileSystem.read("/proc/sys/kernel/random/boot_id")) ?? nil
+        return String(decoding: bytes ?? [], as: UTF8.self).filter { !$0.isWhitespace }
+    }()
+
+    /// Kills the process group a dead runner recorded in `lock`, if it was recorded during this boot:
+    /// the job's programs must not run on beside its retry.
+    static func killRecordedGroup(_ lock: FileDescriptor) {
+        guard let bytes = try? lock.readAll() else { return }
+        let fields = String(decoding: bytes, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" })
+        guard fields.count == 2, let group = Int32(fields[0]), group > 1, !bootID.isEmpty, fields[1] == bootID else { return }
+        ChildProcess.signalGroup(group, SIGKILL)
+    }
+
     func abandon() {
         guard !released else { return }
         released = true
@@ -85,6 +104,7 @@ extension DirectoryStore: RunnerStore {
                 guard let fd = try? FileDescriptor.open(path, O_RDWR) else { continue }
                 defer { fd.close() }
                 guard (try? fd.lockExclusive(wait: false)) == true else { continue }  // its runner is alive
+                DirectoryClaim.killRecordedGroup(fd)
                 if let job = try read(statusPath(id)) {
                     switch job.state {
                     case .running:

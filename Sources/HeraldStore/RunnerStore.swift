@@ -6,6 +6,8 @@ public protocol JobClaim: AnyObject, Sendable {
     var job: Job { get }
     /// Ends the claim: the liveness lock and the concurrency slot are freed.
     func release()
+    /// Notes the process group running the attempt, so a runner recovering the job after a crash can kill what is left of it.
+    func recordProcessGroup(_ group: Int32)
     /// Drops the claim as a crash would, leaving the job to recovery (`runner_lost`): for when its final state could not be written.
     func abandon()
 }

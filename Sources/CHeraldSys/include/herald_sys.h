@@ -2,6 +2,7 @@
 #define HERALD_SYS_H
 /* What Swift's Glibc module lacks or makes awkward: epoll, eventfd, getrandom,
    pipe2, flock and stat (their names clash with structs in Swift), memfd_create, prctl. */
+#include <spawn.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
@@ -29,4 +30,6 @@ int herald_fstat(int fd, int64_t *size);
 int herald_memfd_create(const char *name);
 /* prctl is variadic, which Swift cannot call. */
 int herald_set_child_subreaper(void);
+/* glibc declares it only with _GNU_SOURCE, which Swift does not define. */
+int herald_spawn_closefrom(posix_spawn_file_actions_t *actions, int from);
 #endif
