@@ -31,7 +31,7 @@ final class Attempt: @unchecked Sendable {
 
     /// Runs the attempt to its end and releases the claim.
     func run() {
-        RunnerLog.info("job \(job.id) (\(kind.name)) started, attempt \(job.attempt)")
+        runnerLog(.info, "job \(job.id) (\(kind.name)) started, attempt \(job.attempt)")
         let event: JobEvent
         switch kind.executor {
         case let .command(argv): event = CommandProgram(argv: argv, attempt: self).run()
@@ -80,7 +80,7 @@ final class Attempt: @unchecked Sendable {
             if next.state == .queued { try store.enqueue(next.id) }
         } catch {
             // Releasing would remove the lock file recovery looks for: leave the job to it instead.
-            RunnerLog.error("job \(next.id) (\(kind.name)): final state not written, left to recovery: \(error)")
+            runnerLog(.error, "job \(next.id) (\(kind.name)): final state not written, left to recovery: \(error)")
             claim.abandon()
             return
         }
@@ -92,10 +92,10 @@ final class Attempt: @unchecked Sendable {
     private func describeEnd() {
         let name = "job \(job.id) (\(kind.name))"
         switch job.state {
-        case .succeeded: RunnerLog.info("\(name) succeeded, attempt \(job.attempt)")
-        case .canceled: RunnerLog.info("\(name) canceled on request")
-        case .failed: RunnerLog.warning("\(name) failed, attempt \(job.attempt): \(job.error?.message ?? "unknown")")
-        case .queued: RunnerLog.info("\(name) back in the queue for attempt \(job.attempt): \(job.message ?? "")")
+        case .succeeded: runnerLog(.info, "\(name) succeeded, attempt \(job.attempt)")
+        case .canceled: runnerLog(.info, "\(name) canceled on request")
+        case .failed: runnerLog(.warning, "\(name) failed, attempt \(job.attempt): \(job.error?.message ?? "unknown")")
+        case .queued: runnerLog(.info, "\(name) back in the queue for attempt \(job.attempt): \(job.message ?? "")")
         case .running: break  // no ending event leaves a job running
         }
     }

@@ -94,7 +94,7 @@ struct CommandProgram {
                 }
             } else if stop == nil, let reason = attempt.stops.check(now: now) {
                 stop = reason
-                RunnerLog.info("job \(attempt.job.id) (\(attempt.kind.name)) stopping: \(reason)")
+                runnerLog(.info, "job \(attempt.job.id) (\(attempt.kind.name)) stopping: \(reason)")
                 ChildProcess.signalGroup(pid, SIGTERM)
                 termAt = now
             }

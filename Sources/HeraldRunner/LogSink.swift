@@ -16,7 +16,7 @@ final class LogSink {
             size = try fd.size()
             self.fd = fd
         } catch {
-            RunnerLog.warning("no log for \(path): \(error)")
+            runnerLog(.warning, "no log for \(path): \(error)")
             fd = nil
             size = 0
         }
@@ -34,7 +34,7 @@ final class LogSink {
             try fd.writeAll(kept)
             size += kept.count
         } catch {
-            RunnerLog.warning("log write failed: \(error)")
+            runnerLog(.warning, "log write failed: \(error)")
             cut = true  // a full disk: stop trying, the job goes on
         }
     }

@@ -50,7 +50,7 @@ public final class Scheduler: Sendable {
         let thread = Thread { [self] in
             while true {
                 let signal = Signals.wait([SIGTERM, SIGINT])
-                RunnerLog.info("\(signal == SIGTERM ? "SIGTERM" : "SIGINT"): no new jobs; running jobs get \(options.shutdownGraceMilliseconds / 1000) s to finish")
+                runnerLog(.info, "\(signal == SIGTERM ? "SIGTERM" : "SIGINT"): no new jobs; running jobs get \(options.shutdownGraceMilliseconds / 1000) s to finish")
                 stopRequested.store(true, ordering: .releasing)
                 wake.signal()
             }
@@ -81,7 +81,7 @@ public final class Scheduler: Sendable {
                 let flags = running.withLock { Array($0.values) }
                 if flags.isEmpty { break }
                 if !interrupted, now >= deadline {
-                    RunnerLog.warning("shutdown grace over: stopping \(flags.count) job(s) and putting them back in the queue")
+                    runnerLog(.warning, "shutdown grace over: stopping \(flags.count) job(s) and putting them back in the queue")
                     flags.forEach { $0.raise() }
                     interrupted = true
                 }
@@ -114,10 +114,10 @@ public final class Scheduler: Sendable {
             _ = try store.ingest()
             let now = Timestamp(milliseconds: Clock.wallMilliseconds())
             for job in try store.recoverLostJobs(kinds: kinds, now: now) {
-                RunnerLog.warning("job \(job.id) (\(job.kind)) lost its runner: now \(job.state.rawValue), attempt \(job.attempt)")
+                runnerLog(.warning, "job \(job.id) (\(job.kind)) lost its runner: now \(job.state.rawValue), attempt \(job.attempt)")
             }
             for job in try store.cancelRequestedQueuedJobs(now: now) {
-                RunnerLog.info("job \(job.id) (\(job.kind)) canceled while queued")
+                runnerLog(.info, "job \(job.id) (\(job.kind)) canceled while queued")
             }
             while running.withLock({ $0.count }) < options.workers,
                   let claim = try store.claimNext(kinds: kinds, now: Timestamp(milliseconds: Clock.wallMilliseconds())) {
@@ -125,7 +125,7 @@ public final class Scheduler: Sendable {
                 claimed += 1
             }
         } catch {
-            RunnerLog.error("\(error)")
+            runnerLog(.error, "\(error)")
         }
         return claimed
     }

@@ -34,6 +34,6 @@ final class StatusWriter {
 
     private func write(_ job: Job) {
         // A lost progress update is harmless: the next one or the final state replaces it.
-        do { try store.write(job, durable: false) } catch { RunnerLog.warning("job \(job.id) status not written: \(error)") }
+        do { try store.write(job, durable: false) } catch { runnerLog(.warning, "job \(job.id) status not written: \(error)") }
     }
 }

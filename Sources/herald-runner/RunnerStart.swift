@@ -28,7 +28,7 @@ struct RunnerArguments: ParsableArguments {
         do {
             let scheduler = try Scheduler(store: store, kinds: config.kinds, options: runnerOptions)
             try scheduler.takeSignals()
-            RunnerLog.info("\(mode == .drain ? "run" : "work"): \(config.stateDir), \(runnerOptions.workers) worker(s), \(config.kinds.count) kind(s)")
+            runnerLog(.info, "\(mode == .drain ? "run" : "work"): \(config.stateDir), \(runnerOptions.workers) worker(s), \(config.kinds.count) kind(s)")
             try scheduler.run(mode)
         } catch let error as StoreError {
             throw Exit.failure(error)
