@@ -76,7 +76,7 @@ struct HeraldFCGI: ParsableCommand {
         threads.forEach { $0.start() }
         log(.info, "listening (\(describe(source))), state dir \(config.stateDir), \(config.kinds.count) kinds")
 
-        let signal = waitForSignal([SIGTERM, SIGINT])
+        let signal = Signals.wait([SIGTERM, SIGINT])
         log(.info, "signal \(signal): draining \(hub.metrics.openStreams.load(ordering: .relaxed)) streams")
         server.stopAccepting()
         // A short jittered retry: browsers come back to the next process within about a second.
@@ -121,15 +121,6 @@ func describe(_ source: ListenSource) -> String {
     case .systemdActivation: return "systemd socket on fd 3"
     case let .path(path): return path
     }
-}
-
-func waitForSignal(_ signals: [Int32]) -> Int32 {
-    var set = sigset_t()
-    sigemptyset(&set)
-    for s in signals { sigaddset(&set, s) }
-    var received: Int32 = 0
-    while sigwait(&set, &received) != 0 {}
-    return received
 }
 
 do {
