@@ -40,8 +40,13 @@ extension StreamHub {
             // The log comes before the status that follows it, so a terminal status is sent
             // only once the whole log is out.
             while !sub.isBlocked, !sub.closed {
-                guard let bytes = try? store.log(id, from: sub.logOffset, maxBytes: 64 * 1024), !bytes.isEmpty else { break }
-                let chunk = LogChunk.take(bytes[...], isFinal: cached.job.state.isTerminal)
+                let readSize = 64 * 1024
+                guard let bytes = try? store.log(id, from: sub.logOffset, maxBytes: readSize), !bytes.isEmpty else { break }
+                // Only the read that reaches the end of an ended job's log is final: a full read may
+                // have cut a CRLF or a UTF-8 sequence that the next read completes.
+                let atEnd = bytes.count < readSize
+                    || (try? store.log(id, from: sub.logOffset + bytes.count, maxBytes: 1))?.isEmpty != false
+                let chunk = LogChunk.take(bytes[...], isFinal: cached.job.state.isTerminal && atEnd)
                 guard chunk.consumed > 0 else { break }
                 sub.logOffset += chunk.consumed
                 let cursor = StreamCursor(seq: sub.lastSeq[id] ?? 0, logOffset: sub.logOffset)

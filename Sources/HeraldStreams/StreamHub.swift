@@ -192,11 +192,12 @@ public final class StreamHub: @unchecked Sendable {
             case let .job(id), let .submitted(id):
                 let subs = followers[id] ?? []
                 guard !subs.isEmpty || !dashboards.isEmpty, let job = try? store.job(id) else { continue }
-                if !subs.isEmpty {
-                    if let cached = cache[id], cached.job.seq >= job.seq { continue }
+                // A stream that connected after the write but before this notice already loaded
+                // the state into the cache: its followers have it, but dashboards do not yet.
+                if !subs.isEmpty, cache[id].map({ $0.job.seq < job.seq }) ?? true {
                     cache[id] = CachedJob(job, urlPrefix: urlPrefix)
+                    for token in subs { if let sub = subscribers[token], !sub.isBlocked { catchUp(sub) } }
                 }
-                for token in subs { if let sub = subscribers[token], !sub.isBlocked { catchUp(sub) } }
                 if !dashboards.isEmpty {
                     let event = dashboardEvent(job)
                     for token in dashboards {
