@@ -44,7 +44,7 @@ public final class HeraldAPI: Sendable {
                 answer = try answerRoute(route, request)
             } catch {
                 answer = .response(error.response)
-                if error.status == 503 { log("error: \(error.logDetail ?? error.message)") }
+                if error.status == 503 { log("\(request.method) \(request.path.prefix(200)) answered 503: \(error.logDetail ?? error.message)") }
             }
         }
         switch answer {

@@ -111,7 +111,9 @@ public final class Scheduler: Sendable {
     private func scanAndClaim() -> Int {
         var claimed = 0
         do {
-            _ = try store.ingest()
+            _ = try store.ingest(kinds: kinds) { id, why in
+                runnerLog(.warning, "refused the submission new/\(id).json: \(why)")
+            }
             let now = Timestamp(milliseconds: Clock.wallMilliseconds())
             for job in try store.recoverLostJobs(kinds: kinds, now: now) {
                 runnerLog(.warning, "job \(job.id) (\(job.kind)) lost its runner: now \(job.state.rawValue), attempt \(job.attempt)")

@@ -76,13 +76,20 @@ extension DirectoryStore: RunnerStore {
 
     func unlinkQuietly(_ path: String) { _ = try? FileSystem.unlink(path) }
 
-    public func ingest() throws(StoreError) -> Int {
+    public func ingest(kinds: [String: KindConfig]?, refused: (JobID, String) -> Void) throws(StoreError) -> Int {
         let waiting = try names(new).compactMap { DirectoryStore.id(fromFileName: $0, suffix: ".json") }
         guard !waiting.isEmpty else { return 0 }
         return try withQueueLock { () throws(StoreError) -> Int in
             var count = 0
             for id in waiting {
                 guard FileSystem.exists(submissionPath(id)) else { continue }  // another runner took it
+                // The web side may write new/ but never job state: a forged file must not become
+                // (or replace) a job, nor carry params its kind would refuse.
+                if let why = submissionProblem(id, kinds: kinds) {
+                    unlinkQuietly(submissionPath(id))
+                    refused(id, why)
+                    continue
+                }
                 // Marker first: a crash between the two steps leaves a marker whose job is still in new/,
                 // which the next ingest completes; never a queued job without a marker.
                 try touch(marker(id))
@@ -92,6 +99,26 @@ extension DirectoryStore: RunnerStore {
             try unavailableOnFailure { () throws(SystemError) in try FileSystem.syncDirectory(jobsDir) }
             return count
         }
+    }
+
+    /// Why the submission new/ID.json must not be ingested, or nil when it is a fresh, valid job.
+    func submissionProblem(_ id: JobID, kinds: [String: KindConfig]?) -> String? {
+        if FileSystem.exists(statusPath(id)) { return "a job with this id exists already" }
+        let job: Job
+        do {
+            guard let read = try read(submissionPath(id)) else { return "it vanished" }
+            job = read
+        } catch { return "it is not a job: \(error)" }
+        guard job.id == id else { return "its id is not its file name" }
+        guard job.state == .queued, job.seq == 1, job.attempt == 1, job.startedAt == nil, job.finishedAt == nil,
+              job.exitCode == nil, job.error == nil, job.result == nil, job.progress == 0 else {
+            return "it is not a fresh queued job"
+        }
+        if let kind = kinds?[job.kind] {
+            let params = JSON.object(job.params.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })
+            do { _ = try kind.validate(params: params) } catch { return "its params are refused: \(error)" }
+        }
+        return nil
     }
 
     public func recoverLostJobs(kinds: [String: KindConfig], now: Timestamp) throws(StoreError) -> [Job] {

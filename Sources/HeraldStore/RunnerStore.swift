@@ -15,7 +15,11 @@ public protocol JobClaim: AnyObject, Sendable {
 /// What runners do with the store, on top of what the web side does. Only runners write job state.
 public protocol RunnerStore: JobStore {
     /// Moves waiting submissions into the queue (the `.path` unit watches for them). Returns how many.
-    func ingest() throws(StoreError) -> Int
+    ///
+    /// new/ is writable by the web side, so a submission is taken only if it is a fresh job
+    /// (queued, seq 1, attempt 1, nothing run yet) whose ID is not taken, and, for a kind in
+    /// `kinds`, whose params pass that kind's checks; any other is removed and reported to `refused`.
+    func ingest(kinds: [String: KindConfig]?, refused: (JobID, String) -> Void) throws(StoreError) -> Int
     /// Finds jobs whose runner died (their liveness lock is free) and retries or fails them (`runner_lost`).
     func recoverLostJobs(kinds: [String: KindConfig], now: Timestamp) throws(StoreError) -> [Job]
     /// Cancels queued jobs that someone asked to cancel; returns the jobs now canceled.
@@ -36,4 +40,9 @@ public protocol RunnerStore: JobStore {
     func finishedJobs(before cutoff: Timestamp) throws(StoreError) -> [Job]
     /// Removes an ended job, its log and any leftovers.
     func remove(_ id: JobID) throws(StoreError)
+}
+
+extension RunnerStore {
+    /// `ingest(kinds:refused:)` with the structural checks only.
+    public func ingest() throws(StoreError) -> Int { try ingest(kinds: nil, refused: { _, _ in }) }
 }
