@@ -6,18 +6,31 @@ public enum ServerSentEvents {
     /// starts a new `data:` line, a trailing empty piece included, so the browser's joined
     /// `data` is exactly `data`.
     public static func event(_ name: String?, id: String? = nil, data: String) -> String {
-        var out = ""
+        // Byte by byte: log chunks are up to 64 KiB and this runs once per chunk per follower.
+        var out: [UInt8] = []
         out.reserveCapacity(data.utf8.count + 64)
-        if let name { out += "event: \(name)\n" }
-        if let id { out += "id: \(id)\n" }
-        let normalized = data.contains("\r") ? data.replacingCRLF() : data
-        for line in normalized.split(separator: "\n", omittingEmptySubsequences: false) {
-            out += "data: "
-            out += line
-            out += "\n"
+        if let name { out += "event: \(name)\n".utf8 }
+        if let id { out += "id: \(id)\n".utf8 }
+        out += "data: ".utf8
+        var text = data
+        text.withUTF8 { bytes in
+            var previousCR = false
+            for byte in bytes {
+                switch byte {
+                case UInt8(ascii: "\r"):
+                    out += "\ndata: ".utf8
+                    previousCR = true
+                case UInt8(ascii: "\n"):
+                    if !previousCR { out += "\ndata: ".utf8 }
+                    previousCR = false
+                default:
+                    out.append(byte)
+                    previousCR = false
+                }
+            }
         }
-        out += "\n"
-        return out
+        out += "\n\n".utf8
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// The reconnection delay for the browser.
@@ -25,23 +38,6 @@ public enum ServerSentEvents {
 
     /// A comment that keeps proxies and the browser from timing the stream out.
     public static let ping = ": ping\n\n"
-}
-
-extension String {
-    fileprivate func replacingCRLF() -> String {
-        var out = String.UnicodeScalarView()
-        var previousCR = false
-        for s in unicodeScalars {
-            if s == "\r" {
-                out.append("\n")
-                previousCR = true
-            } else {
-                if !(s == "\n" && previousCR) { out.append(s) }
-                previousCR = false
-            }
-        }
-        return String(out)
-    }
 }
 
 /// Cuts raw log bytes into text for `log` events without splitting a UTF-8 sequence or a CRLF.

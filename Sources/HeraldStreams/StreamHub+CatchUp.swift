@@ -37,22 +37,26 @@ extension StreamHub {
     private func catchUpJob(_ sub: Subscriber, _ id: JobID, log: Bool) {
         guard !sub.closed, !sub.ending, let cached = cache[id] else { return }
         if log {
-            // The log comes before the status that follows it, so a terminal status is sent
-            // only once the whole log is out.
-            while !sub.isBlocked, !sub.closed {
-                let readSize = 64 * 1024
-                guard let bytes = try? store.log(id, from: sub.logOffset, maxBytes: readSize), !bytes.isEmpty else { break }
+            // One chunk per call: a follower with much log to catch up on continues in the hub's
+            // next round (logBacklog), so other streams' events are not held up behind it.
+            var logComplete = true
+            if !sub.isBlocked, let bytes = try? store.log(id, from: sub.logOffset, maxBytes: StreamHub.logChunkBytes), !bytes.isEmpty {
                 // Only the read that reaches the end of an ended job's log is final: a full read may
                 // have cut a CRLF or a UTF-8 sequence that the next read completes.
-                let atEnd = bytes.count < readSize
+                let atEnd = bytes.count < StreamHub.logChunkBytes
                     || (try? store.log(id, from: sub.logOffset + bytes.count, maxBytes: 1))?.isEmpty != false
                 let chunk = LogChunk.take(bytes[...], isFinal: cached.job.state.isTerminal && atEnd)
-                guard chunk.consumed > 0 else { break }
-                sub.logOffset += chunk.consumed
-                let cursor = StreamCursor(seq: sub.lastSeq[id] ?? 0, logOffset: sub.logOffset)
-                write(sub, text: ServerSentEvents.event("log", id: cursor.eventID, data: chunk.text), countsAsEvent: true)
+                if chunk.consumed > 0 {
+                    sub.logOffset += chunk.consumed
+                    let cursor = StreamCursor(seq: sub.lastSeq[id] ?? 0, logOffset: sub.logOffset)
+                    write(sub, text: ServerSentEvents.event("log", id: cursor.eventID, data: chunk.text), countsAsEvent: true)
+                }
+                if !atEnd { logBacklog.insert(sub.token) }
+                logComplete = atEnd && chunk.consumed == bytes.count
             }
             if sub.isBlocked || sub.closed { return }
+            // The log comes before the terminal status, so that status is sent once the whole log is out.
+            if cached.job.state.isTerminal, !logComplete { return }
         }
         if cached.job.seq > sub.lastSeq[id] ?? 0 {
             sub.lastSeq[id] = cached.job.seq

@@ -33,6 +33,10 @@ public final class StreamHub: @unchecked Sendable {
     var followers: [JobID: Set<UInt64>] = [:]
     var dashboards: Set<UInt64> = []
     var cache: [JobID: CachedJob] = [:]
+    /// Log followers with more log to send than one chunk: served one chunk each per round.
+    var logBacklog: Set<UInt64> = []
+    /// The most log one follower gets per round of the hub loop.
+    static let logChunkBytes = 64 * 1024
     private var blocked: Set<UInt64> = []
     private var nextToken: UInt64 = 2
     private var nextHeartbeat: Int64 = 0
@@ -94,6 +98,7 @@ public final class StreamHub: @unchecked Sendable {
             var wait = max(0, nextHeartbeat - now)
             if watcher.fd == nil { wait = min(wait, max(0, nextPoll - now)) }
             if !blocked.isEmpty { wait = min(wait, 250) }
+            if !logBacklog.isEmpty { wait = 0 }
             for (token, events) in epoll.wait(timeoutMilliseconds: Int32(min(wait, 60_000))) {
                 switch token {
                 case StreamHub.inboxToken: takeCommands()
@@ -118,6 +123,7 @@ public final class StreamHub: @unchecked Sendable {
                 heartbeat()
             }
             if !blocked.isEmpty { dropSlowClients(now: after) }
+            if !logBacklog.isEmpty { continueLogs() }
             if draining, subscribers.isEmpty {
                 drained.withLock { $0 = true }
                 return
@@ -213,6 +219,12 @@ public final class StreamHub: @unchecked Sendable {
             case .cancelRequested: break
             }
         }
+    }
+
+    private func continueLogs() {
+        let tokens = logBacklog
+        logBacklog.removeAll()
+        for token in tokens { if let sub = subscribers[token], !sub.isBlocked { catchUp(sub) } }
     }
 
     private func heartbeat() {
@@ -314,6 +326,7 @@ public final class StreamHub: @unchecked Sendable {
         sub.fd.close()
         subscribers[sub.token] = nil
         blocked.remove(sub.token)
+        logBacklog.remove(sub.token)
         dashboards.remove(sub.token)
         for id in sub.jobIDs {
             followers[id]?.remove(sub.token)
