@@ -25,7 +25,7 @@ extension StreamHub {
     /// latest known state, so it serves first connect, resume, changes and drained sockets alike.
     func catchUp(_ sub: Subscriber) {
         switch sub.target {
-        case let .job(id, log, _): catchUpJob(sub, id, log: log)
+        case let .job(id, log, _): if let cached = cache[id] { catchUpJob(sub, cached, log: log) }
         case let .jobs(ids, _): catchUpJobs(sub, ids)
         case .dashboard:
             let events = sub.pending
@@ -34,8 +34,10 @@ extension StreamHub {
         }
     }
 
-    private func catchUpJob(_ sub: Subscriber, _ id: JobID, log: Bool) {
-        guard !sub.closed, !sub.ending, let cached = cache[id] else { return }
+    /// Catches up a one-job stream with `cached`, that job's latest state (the fan-out's hot path).
+    func catchUpJob(_ sub: Subscriber, _ cached: CachedJob, log: Bool) {
+        guard !sub.closed, !sub.ending else { return }
+        let id = cached.job.id
         if log {
             // One chunk per call: a follower with much log to catch up on continues in the hub's
             // next round (logBacklog), so other streams' events are not held up behind it.
@@ -48,7 +50,7 @@ extension StreamHub {
                 let chunk = LogChunk.take(bytes[...], isFinal: cached.job.state.isTerminal && atEnd)
                 if chunk.consumed > 0 {
                     sub.logOffset += chunk.consumed
-                    let cursor = StreamCursor(seq: sub.lastSeq[id] ?? 0, logOffset: sub.logOffset)
+                    let cursor = StreamCursor(seq: sub.seqs[0], logOffset: sub.logOffset)
                     write(sub, text: ServerSentEvents.event("log", id: cursor.eventID, data: chunk.text), countsAsEvent: true)
                 }
                 if !atEnd { logBacklog.insert(sub.token) }
@@ -58,8 +60,8 @@ extension StreamHub {
             // The log comes before the terminal status, so that status is sent once the whole log is out.
             if cached.job.state.isTerminal, !logComplete { return }
         }
-        if cached.job.seq > sub.lastSeq[id] ?? 0 {
-            sub.lastSeq[id] = cached.job.seq
+        if cached.job.seq > sub.seqs[0] {
+            sub.seqs[0] = cached.job.seq
             if !log, sub.requestID == 1 {
                 write(sub, framed: cached.sharedFrame, countsAsEvent: true)
             } else {
@@ -74,10 +76,10 @@ extension StreamHub {
 
     private func catchUpJobs(_ sub: Subscriber, _ ids: [JobID]) {
         guard !sub.closed, !sub.ending else { return }
-        for id in ids {
-            guard let cached = cache[id], cached.job.seq > sub.lastSeq[id] ?? 0 else { continue }
-            sub.lastSeq[id] = cached.job.seq
-            let cursor = MultiStreamCursor(seqs: ids.map { sub.lastSeq[$0] ?? 0 })
+        for (k, id) in ids.enumerated() {
+            guard let cached = cache[id], cached.job.seq > sub.seqs[k] else { continue }
+            sub.seqs[k] = cached.job.seq
+            let cursor = MultiStreamCursor(seqs: sub.seqs)
             write(sub, text: ServerSentEvents.event("status", id: cursor.eventID, data: cached.json), countsAsEvent: true)
             if sub.closed { return }
         }

@@ -30,7 +30,7 @@ public final class StreamHub: @unchecked Sendable {
     private let drained = Mutex<Bool>(false)
 
     var subscribers: [UInt64: Subscriber] = [:]
-    var followers: [JobID: Set<UInt64>] = [:]
+    var followers: [JobID: [UInt64: Subscriber]] = [:]
     var dashboards: Set<UInt64> = []
     var cache: [JobID: CachedJob] = [:]
     /// Log followers with more log to send than one chunk: served one chunk each per round.
@@ -173,7 +173,7 @@ public final class StreamHub: @unchecked Sendable {
         write(sub, text: "Status: 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-store\r\n"
             + "X-Accel-Buffering: no\r\n\r\n" + ServerSentEvents.retry(milliseconds: stream.retryMilliseconds))
         for id in sub.jobIDs {
-            followers[id, default: []].insert(token)
+            followers[id, default: [:]][token] = sub
             if cache[id] == nil, let job = try? store.job(id) { cache[id] = CachedJob(job, urlPrefix: urlPrefix) }
         }
         if case .dashboard = sub.target {
@@ -196,13 +196,16 @@ public final class StreamHub: @unchecked Sendable {
         for change in changes {
             switch change {
             case let .job(id), let .submitted(id):
-                let subs = followers[id] ?? []
+                let subs = followers[id] ?? [:]
                 guard !subs.isEmpty || !dashboards.isEmpty, let job = try? store.job(id) else { continue }
                 // A stream that connected after the write but before this notice already loaded
                 // the state into the cache: its followers have it, but dashboards do not yet.
                 if !subs.isEmpty, cache[id].map({ $0.job.seq < job.seq }) ?? true {
-                    cache[id] = CachedJob(job, urlPrefix: urlPrefix)
-                    for token in subs { if let sub = subscribers[token], !sub.isBlocked { catchUp(sub) } }
+                    let cached = CachedJob(job, urlPrefix: urlPrefix)
+                    cache[id] = cached
+                    for sub in subs.values where !sub.isBlocked {
+                        if case let .job(_, log, _) = sub.target { catchUpJob(sub, cached, log: log) } else { catchUp(sub) }
+                    }
                 }
                 if !dashboards.isEmpty {
                     let event = dashboardEvent(job)
@@ -213,9 +216,7 @@ public final class StreamHub: @unchecked Sendable {
                     }
                 }
             case let .log(id):
-                for token in followers[id] ?? [] {
-                    if let sub = subscribers[token], sub.followsLog, !sub.isBlocked { catchUp(sub) }
-                }
+                for sub in (followers[id] ?? [:]).values where sub.followsLog && !sub.isBlocked { catchUp(sub) }
             case .cancelRequested: break
             }
         }
@@ -329,7 +330,7 @@ public final class StreamHub: @unchecked Sendable {
         logBacklog.remove(sub.token)
         dashboards.remove(sub.token)
         for id in sub.jobIDs {
-            followers[id]?.remove(sub.token)
+            followers[id]?[sub.token] = nil
             if followers[id]?.isEmpty == true {
                 followers[id] = nil
                 cache[id] = nil

@@ -9,8 +9,8 @@ final class Subscriber {
     let target: StreamTarget
     let jobIDs: [JobID]
 
-    /// The last status seq sent, per followed job (0: none yet).
-    var lastSeq: [JobID: Int] = [:]
+    /// The last status seq sent for each of `jobIDs`, in the same order (0: none yet).
+    var seqs: [Int]
     /// How much of the log has been sent (log streams only).
     var logOffset = 0
     /// Dashboard streams: the latest undelivered status event per job (later changes replace earlier ones).
@@ -33,13 +33,14 @@ final class Subscriber {
         switch stream.target {
         case let .job(id, _, cursor):
             jobIDs = [id]
-            lastSeq[id] = cursor?.seq ?? 0
+            seqs = [cursor?.seq ?? 0]
             logOffset = cursor?.logOffset ?? 0
         case let .jobs(ids, cursor):
             jobIDs = ids
-            for (k, id) in ids.enumerated() { lastSeq[id] = cursor?.seqs[k] ?? 0 }
+            seqs = cursor?.seqs ?? Array(repeating: 0, count: ids.count)
         case .dashboard:
             jobIDs = []
+            seqs = []
         }
     }
 
