@@ -6,6 +6,7 @@
 #include <sys/prctl.h>
 #include <sys/file.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,6 +25,7 @@ int herald_epoll_wait(int epfd, uint64_t *datas, uint32_t *events, int max, int 
 
 ssize_t herald_getrandom(void *buffer, size_t length) { return getrandom(buffer, length, 0); }
 int herald_pipe2_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+int herald_accept_cloexec(int listener) { return accept4(listener, NULL, NULL, SOCK_CLOEXEC); }
 int herald_flock(int fd, int operation) { return flock(fd, operation); }
 
 int herald_stat(const char *path, int64_t *size, int64_t *mtime_ms, int *is_directory) {

@@ -1,4 +1,5 @@
 import CFastCGI
+import Foundation
 import Glibc
 import HeraldPOSIX
 
@@ -25,13 +26,23 @@ public enum ListenSource: Sendable, Equatable {
 
 /// The libfcgi side of herald-fcgi: initialisation, the listening socket, and accepting requests.
 ///
-/// Accepting threads wait in poll(2) on the listening socket and a wake-up eventfd, never in
-/// accept(2): shutting the listening socket down to wake them would also refuse connections
-/// for the next process under socket activation, which shares that socket.
+/// One acceptor thread accepts connections and waits in epoll until each has its first bytes;
+/// only then does an accepting thread hand it to libfcgi (`FCGX_Accept_r` on a connection that
+/// is already open), so a slow web server never holds one of the few accepting threads, and
+/// they never wait in accept(2) — shutting the listening socket down to wake them would refuse
+/// connections for the next process under socket activation, which shares the socket.
 public final class FastCGIServer: @unchecked Sendable {
-    // Set once in init; the wake eventfd is written from the shutdown path only.
+    // Set once in init; the ready queue is guarded by `readyLock`.
     public let listenFD: FileDescriptor
     private let wake: EventFD
+    private let epoll: Epoll
+    private let readyLock = NSCondition()
+    private var ready: [Int32] = []
+    private var stopped = false
+
+    private static let listenToken: UInt64 = 0
+    private static let wakeToken: UInt64 = 1
+    private static let connectionBase: UInt64 = 2
 
     /// Calls `FCGX_Init` (once, before any thread) and opens or adopts the listening socket.
     public init(source: ListenSource) throws(SystemError) {
@@ -41,30 +52,86 @@ public final class FastCGIServer: @unchecked Sendable {
         case .systemdActivation: listenFD = FileDescriptor(rawValue: 3)
         case let .path(path): listenFD = try ListeningSocket.listen(path: path, mode: 0o660, backlog: 1024)
         }
-        // Non-blocking so that a thread that lost the race for a connection gets EAGAIN, not a hang.
         try listenFD.setNonBlocking()
         wake = try EventFD()
+        epoll = try Epoll()
+        try epoll.add(listenFD, events: Epoll.readable, token: FastCGIServer.listenToken)
+        try epoll.add(wake.fd, events: Epoll.readable, token: FastCGIServer.wakeToken)
     }
 
-    /// Waits for the next request; nil once `stopAccepting()` was called.
-    public func accept() -> FastCGIRequest? {
+    /// Starts the acceptor thread.
+    public func start(log: @escaping @Sendable (String) -> Void) {
+        let thread = Thread { [self] in acceptConnections(log: log) }
+        thread.name = "herald-acceptor"
+        thread.start()
+    }
+
+    private func acceptConnections(log: @Sendable (String) -> Void) {
+        var waiting = Set<Int32>()  // accepted, first bytes not here yet
         while true {
-            let ready = Poll.readable([listenFD.rawValue, wake.fd.rawValue], timeoutMilliseconds: -1)
-            if ready.contains(1) { return nil }
-            guard ready.contains(0) else { continue }
-            let raw = UnsafeMutablePointer<FCGX_Request>.allocate(capacity: 1)
-            FCGX_InitRequest(raw, listenFD.rawValue, 0)
-            let rc = FCGX_Accept_r(raw)
-            if rc == 0 { return FastCGIRequest(raw) }
-            FCGX_Free(raw, 1)
-            raw.deallocate()
-            // -EAGAIN: another thread took the connection. Anything else was that connection's problem.
+            for (token, events) in epoll.wait(timeoutMilliseconds: -1) {
+                switch token {
+                case FastCGIServer.wakeToken:
+                    // Stopping: connections already accepted are still served; new ones wait in the
+                    // backlog for the next process.
+                    enqueue(Array(waiting), stop: true)
+                    return
+                case FastCGIServer.listenToken:
+                    do {
+                        while let connection = try ListeningSocket.acceptPending(listenFD) {
+                            try epoll.add(connection, events: Epoll.readable | Epoll.peerHangUp | Epoll.oneShot,
+                                          token: FastCGIServer.connectionBase + UInt64(connection.rawValue))
+                            waiting.insert(connection.rawValue)
+                        }
+                    } catch {
+                        log("accepting a connection: \(error)")
+                        Clock.sleep(milliseconds: 10)  // EMFILE and friends: do not spin
+                    }
+                default:
+                    let fd = Int32(token - FastCGIServer.connectionBase)
+                    waiting.remove(fd)
+                    epoll.remove(FileDescriptor(rawValue: fd))
+                    if events & Epoll.readable != 0 { enqueue([fd]) } else { FileDescriptor(rawValue: fd).close() }
+                }
+            }
         }
     }
 
-    /// Wakes every accepting thread and makes `accept()` return nil from now on; the socket stays open.
+    private func enqueue(_ fds: [Int32], stop: Bool = false) {
+        readyLock.lock()
+        ready.append(contentsOf: fds)
+        if stop { stopped = true }
+        readyLock.broadcast()
+        readyLock.unlock()
+    }
+
+    /// The next request whose connection has data; nil once stopped and every accepted connection is served.
+    public func accept() -> FastCGIRequest? {
+        while true {
+            readyLock.lock()
+            while ready.isEmpty && !stopped { readyLock.wait() }
+            guard !ready.isEmpty else {
+                readyLock.unlock()
+                return nil
+            }
+            let fd = ready.removeFirst()
+            readyLock.unlock()
+
+            let raw = UnsafeMutablePointer<FCGX_Request>.allocate(capacity: 1)
+            // No listening socket: libfcgi must only read the connection given here, never accept.
+            FCGX_InitRequest(raw, -1, 0)
+            raw.pointee.ipcFd = fd
+            raw.pointee.keepConnection = 1  // keeps FCGX_Accept_r's opening Finish from closing it
+            if FCGX_Accept_r(raw) == 0 { return FastCGIRequest(raw) }
+            // A connection that closed or spoke no FastCGI: libfcgi closed it already.
+            FCGX_Free(raw, raw.pointee.ipcFd >= 0 ? 1 : 0)
+            raw.deallocate()
+        }
+    }
+
+    /// Stops accepting (the socket stays open for the next process); `accept()` returns nil once the accepted connections are served.
     public func stopAccepting() {
         FCGX_ShutdownPending()
-        wake.signal()  // never drained: every poller sees it
+        wake.signal()
     }
 }

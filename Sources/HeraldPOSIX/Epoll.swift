@@ -11,6 +11,8 @@ public struct Epoll: Sendable {
     public static let peerHangUp = HERALD_EPOLLRDHUP
     public static let hangUp = HERALD_EPOLLHUP
     public static let error = HERALD_EPOLLERR
+    /// Report once, then stay disarmed until modified.
+    public static let oneShot = HERALD_EPOLLONESHOT
 
     /// A new close-on-exec epoll instance.
     public init() throws(SystemError) {

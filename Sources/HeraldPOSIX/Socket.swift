@@ -1,3 +1,4 @@
+import CHeraldSys
 import Glibc
 
 /// Listening sockets: found among inherited descriptors, or made on a unix path.
@@ -36,6 +37,21 @@ public enum ListeningSocket {
             throw error
         }
         return fd
+    }
+}
+
+extension ListeningSocket {
+    /// Accepts one pending connection, close-on-exec, or nil when none is waiting (the socket is non-blocking).
+    public static func acceptPending(_ listener: FileDescriptor) throws(SystemError) -> FileDescriptor? {
+        while true {
+            let fd = herald_accept_cloexec(listener.rawValue)
+            if fd >= 0 { return FileDescriptor(rawValue: fd) }
+            switch errno {
+            case EINTR, ECONNABORTED: continue
+            case EAGAIN: return nil
+            default: throw SystemError("accept4", errno: errno)
+            }
+        }
     }
 }
 

@@ -61,6 +61,7 @@ struct HeraldFCGI: ParsableCommand {
         let hub = try StreamHub(store: store, urlPrefix: config.urlPrefix, heartbeat: config.heartbeat, log: { log(.warning, $0) })
         let api = HeraldAPI(config: config, store: store, auth: auth, metrics: hub.metrics, log: { log(.error, $0) })
         hub.start()
+        server.start(log: { log(.error, $0) })
         let inFlight = Atomic<Int>(0)
         let threads = (0..<HeraldFCGI.acceptingThreads).map { n in
             let thread = Thread {

@@ -15,6 +15,7 @@ static const uint32_t HERALD_EPOLLOUT = EPOLLOUT;
 static const uint32_t HERALD_EPOLLRDHUP = EPOLLRDHUP;
 static const uint32_t HERALD_EPOLLHUP = EPOLLHUP;
 static const uint32_t HERALD_EPOLLERR = EPOLLERR;
+static const uint32_t HERALD_EPOLLONESHOT = EPOLLONESHOT;
 
 /* epoll_event is packed on x86_64; these keep Swift away from its layout. */
 int herald_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
@@ -22,6 +23,8 @@ int herald_epoll_wait(int epfd, uint64_t *datas, uint32_t *events, int max, int 
 
 ssize_t herald_getrandom(void *buffer, size_t length);
 int herald_pipe2_cloexec(int fds[2]);
+/* accept4(2) with SOCK_CLOEXEC (a _GNU_SOURCE call). */
+int herald_accept_cloexec(int listener);
 int herald_flock(int fd, int operation);
 /* Size and modification time (ms) of a path or descriptor; -1 with errno on failure. */
 int herald_stat(const char *path, int64_t *size, int64_t *mtime_ms, int *is_directory);
