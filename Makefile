@@ -2,6 +2,7 @@
 #   make demo      run nginx + herald-fcgi + herald-runner on http://127.0.0.1:$(PORT)
 #   make test      every test: Swift unit tests, integration through nginx, headless browser
 #   make install   binaries, config example, nginx snippet, systemd units (PREFIX, DESTDIR)
+#   make bench     Herald against nchan and Django SSE on this machine -> docs/BENCHMARKS.md
 
 PREFIX     ?= /usr/local
 DESTDIR    ?=
@@ -71,6 +72,13 @@ install:
 	chmod 0644 "$(SHARE_DIR)/cron/herald"
 	for u in $(UNITS); do $(FIX_PATHS) "systemd/$$u" > "$(DESTDIR)$(UNITDIR)/$$u" && chmod 0644 "$(DESTDIR)$(UNITDIR)/$$u" || exit 1; done
 	for d in DEPLOY.md PROTOCOL.md API.md openapi.yaml; do [ ! -f "docs/$$d" ] || install -m 0644 "docs/$$d" "$(DESTDIR)$(PREFIX)/share/doc/herald/"; done
+
+# Starts each system on loopback, runs the same SSE workload, writes docs/BENCHMARKS.md and
+# docs/bench-latency.png (~25 min; BENCH_N=1000,5000,10000 BENCH_SYSTEMS=herald,nchan,django,
+# BENCH_ARGS=--quick for a dry run). Release build in .build-bench; Django etc. in bench/.venv.
+BENCH_ARGS ?=
+bench:
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .build .demo .test-tmp
