@@ -50,7 +50,9 @@ public final class FastCGIServer: @unchecked Sendable {
         switch source {
         case .standardInput: listenFD = FileDescriptor(rawValue: 0)
         case .systemdActivation: listenFD = FileDescriptor(rawValue: 3)
-        case let .path(path): listenFD = try ListeningSocket.listen(path: path, mode: 0o660, backlog: 1024)
+        // A burst of new streams must not find the queue full: nginx answers that with 502 at once.
+        // (The kernel caps it at net.core.somaxconn.)
+        case let .path(path): listenFD = try ListeningSocket.listen(path: path, mode: 0o660, backlog: 4096)
         }
         try listenFD.setNonBlocking()
         wake = try EventFD()
