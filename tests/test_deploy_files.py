@@ -246,7 +246,7 @@ def unit_settings(path):
 def test_systemd_units_contract():
     sock = unit_settings(os.path.join(REPO, "systemd/herald-fcgi.socket"))
     assert sock["ListenStream"] == ["/run/herald/fcgi.sock"]
-    assert sock["SocketGroup"] == ["www-data"] and sock["SocketMode"] == ["0660"] and sock["Backlog"] == ["1024"]
+    assert sock["SocketGroup"] == ["www-data"] and sock["SocketMode"] == ["0660"] and sock["Backlog"] == ["4096"]
     fcgi = unit_settings(os.path.join(REPO, "systemd/herald-fcgi.service"))
     assert fcgi["StandardInput"] == ["socket"]
     assert fcgi["StandardOutput"] == ["journal"] and fcgi["StandardError"] == ["journal"]
