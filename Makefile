@@ -15,7 +15,7 @@ PYTHON     ?= /usr/bin/python3
 
 BUILD_DIR   = $(shell $(SWIFT) build -c $(CONFIG) --show-bin-path 2>/dev/null)
 RUN_PKGS    = nginx libfcgi-dev pkg-config
-TEST_PKGS   = $(RUN_PKGS) spawn-fcgi chromium chromium-driver python3-selenium python3-pytest procps
+TEST_PKGS   = $(RUN_PKGS) spawn-fcgi chromium chromium-driver python3-selenium python3-pytest python3-venv procps
 SUDO        = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all build deps test-deps test unit-test integration-test demo install bench clean
