@@ -29,6 +29,8 @@ import time
 
 import pytest
 
+from support_herald import wait_until
+
 TERMINAL = ("succeeded", "failed", "canceled")
 
 
@@ -67,17 +69,6 @@ def attempts_of(attempts_file, job_id):
     if not os.path.exists(attempts_file):
         return []
     return [line.split()[0:2] for line in open(attempts_file).read().splitlines() if job_id in line]
-
-
-def wait_for(predicate, timeout, what, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        time.sleep(interval)
 
 
 def alive(pid):
@@ -236,12 +227,12 @@ def test_kill_9_of_the_runner_mid_job_is_recovered_by_the_next_runner_without_a_
     watch = threading.Thread(target=watcher_loop.run_until_complete, args=(watcher.run(),))
     watch.start()
     try:
-        wait_for(lambda: stack.json("GET", f"/jobs/{jid}")[2]["progress"] > 0, 15, "the job reports progress")
+        wait_until(lambda: stack.json("GET", f"/jobs/{jid}")[2]["progress"] > 0, 15, what="the job reports progress")
         first_pid = job_pids(attempts, jid)[0]
         os.kill(stack.runner_proc.pid, signal.SIGKILL)
         stack.runner_proc.wait(5)
         # Orphaned, the program dies of SIGPIPE at its next fd-3 report (docs/PROTOCOL.md, Recovery).
-        wait_for(lambda: not alive(first_pid), 5, "the orphaned attempt dies of SIGPIPE")
+        wait_until(lambda: not alive(first_pid), 5, what="the orphaned attempt dies of SIGPIPE")
         assert stack.json("GET", f"/jobs/{jid}")[2]["state"] == "running"  # as the dead runner left it
         stack.start_runner()
         final = stack.wait_job(jid, timeout=30)
@@ -270,7 +261,7 @@ def test_sigterm_of_work_requeues_running_jobs_with_the_attempt_unchanged_and_th
                                                                           "retries": 0}}})
     ids = [stack.submit("task", {"steps": "40"})["id"] for _ in range(3)]
     for jid in ids:
-        wait_for(lambda: stack.json("GET", f"/jobs/{jid}")[2]["progress"] > 0, 15, f"job {jid} runs")
+        wait_until(lambda: stack.json("GET", f"/jobs/{jid}")[2]["progress"] > 0, 15, what=f"job {jid} runs")
     seq_before = {jid: stack.json("GET", f"/jobs/{jid}")[2]["seq"] for jid in ids}
     stack.runner_proc.send_signal(signal.SIGTERM)
     assert stack.runner_proc.wait(10) == 0, stack.log_tail("herald-runner")
