@@ -71,7 +71,7 @@ install:
 	$(FIX_PATHS) cron/herald > "$(SHARE_DIR)/cron/herald"
 	chmod 0644 "$(SHARE_DIR)/cron/herald"
 	for u in $(UNITS); do $(FIX_PATHS) "systemd/$$u" > "$(DESTDIR)$(UNITDIR)/$$u" && chmod 0644 "$(DESTDIR)$(UNITDIR)/$$u" || exit 1; done
-	for d in DEPLOY.md PROTOCOL.md API.md openapi.yaml; do [ ! -f "docs/$$d" ] || install -m 0644 "docs/$$d" "$(DESTDIR)$(PREFIX)/share/doc/herald/"; done
+	for d in DEPLOY.md PROTOCOL.md API.md SECURITY.md openapi.yaml; do [ ! -f "docs/$$d" ] || install -m 0644 "docs/$$d" "$(DESTDIR)$(PREFIX)/share/doc/herald/"; done
 
 # Starts each system on loopback, runs the same SSE workload, writes docs/BENCHMARKS.md and
 # docs/bench-latency.png (~25 min; BENCH_N=1000,5000,10000 BENCH_SYSTEMS=herald,nchan,django,
