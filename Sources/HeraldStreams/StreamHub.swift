@@ -33,6 +33,8 @@ public final class StreamHub: @unchecked Sendable {
     var followers: [JobID: [UInt64: Subscriber]] = [:]
     var dashboards: Set<UInt64> = []
     var cache: [JobID: CachedJob] = [:]
+    /// The last seq sent to dashboards, per job not yet ended, so a state is broadcast once.
+    var dashboardSeqs: [JobID: Int] = [:]
     /// Log followers with more log to send than one chunk: served one chunk each per round.
     var logBacklog: Set<UInt64> = []
     /// The most log one follower gets per round of the hub loop.
@@ -207,7 +209,9 @@ public final class StreamHub: @unchecked Sendable {
                         if case let .job(_, log, _) = sub.target { catchUpJob(sub, cached, log: log) } else { catchUp(sub) }
                     }
                 }
-                if !dashboards.isEmpty {
+                // The runner's ingest renames new/ID.json into jobs/ unchanged: one state, two notices.
+                if !dashboards.isEmpty, job.seq > dashboardSeqs[id] ?? 0 {
+                    dashboardSeqs[id] = job.state.isTerminal ? nil : job.seq
                     let event = dashboardEvent(job)
                     for token in dashboards {
                         guard let sub = subscribers[token] else { continue }
@@ -329,6 +333,7 @@ public final class StreamHub: @unchecked Sendable {
         blocked.remove(sub.token)
         logBacklog.remove(sub.token)
         dashboards.remove(sub.token)
+        if dashboards.isEmpty { dashboardSeqs.removeAll() }
         for id in sub.jobIDs {
             followers[id]?[sub.token] = nil
             if followers[id]?.isEmpty == true {
