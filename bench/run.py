@@ -35,7 +35,7 @@ import time
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
 sys.path.insert(0, os.path.join(REPO, "scripts"))
-from herald_stack import Stack, descendants, free_port, stop_process  # noqa: E402
+from herald_stack import Stack, descendants, free_port, nginx_conf_text, stop_process  # noqa: E402
 
 VENV = os.path.join(BENCH, ".venv")
 VPY = os.path.join(VENV, "bin", "python")
@@ -150,44 +150,14 @@ def loadavg():
 
 
 # ---------------------------------------------------------------------------
-# nginx for nchan and django (same core settings as scripts/herald_stack.py)
+# nginx for nchan and django: the same nginx.conf as the Herald stack (herald_stack.nginx_conf_text)
 
 
 def nginx_conf(workdir, port, server, main=""):
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    nofile = min(20000, hard) if hard != resource.RLIM_INFINITY else 20000
-    tmp = os.path.join(workdir, "nginx-tmp")
-    for sub in ("body", "fastcgi", "proxy", "uwsgi", "scgi"):
-        os.makedirs(os.path.join(tmp, sub), exist_ok=True)
-    user = "user root root;\n" if os.geteuid() == 0 else ""
-    conf = f"""{main}
-daemon off;
-master_process on;
-{user}worker_processes 2;
-worker_rlimit_nofile {nofile};
-worker_shutdown_timeout 5s;
-pid {workdir}/nginx.pid;
-error_log {workdir}/nginx-error.log notice;
-events {{ worker_connections {nofile}; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    fastcgi_temp_path {tmp}/fastcgi;
-    proxy_temp_path {tmp}/proxy;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    default_type application/octet-stream;
-    keepalive_timeout 65s;
-    server_tokens off;
-    server {{
-        listen 127.0.0.1:{port};
-{server}
-    }}
-}}
-"""
     path = os.path.join(workdir, "nginx.conf")
     with open(path, "w") as f:
-        f.write(conf)
+        f.write(nginx_conf_text(workdir, f"127.0.0.1:{port}", server, main_head=main,
+                                error_log=os.path.join(workdir, "nginx-error.log")))
     return path
 
 

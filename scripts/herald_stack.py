@@ -85,6 +85,54 @@ STATE_LAYOUT = ("tmp", "new", "jobs", "queue", "running", "slots", "cancel", "lo
 MAX_SOCKET_PATH = 100
 
 
+def nginx_conf_text(workdir: str, listen: str, server_body: str, *, error_log: str, access_log: str = "off",
+                    http_head: str = "", main_head: str = "") -> str:
+    """The nginx.conf the stack and the benchmarks run (unprivileged, `-p workdir`): the same
+    workers, descriptor limits and timeouts for every system measured. Makes the temp dirs."""
+    tmp = os.path.join(workdir, "nginx-tmp")
+    for sub in ("body", "fastcgi", "proxy", "uwsgi", "scgi"):
+        os.makedirs(os.path.join(tmp, sub), exist_ok=True)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    nofile = 20000 if hard == resource.RLIM_INFINITY else min(20000, hard)
+    user_line = ""
+    if os.geteuid() == 0:
+        # Workers started by root switch to `nobody` and could not reach a socket in a private dir.
+        user_line = f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};\n"
+    return f"""# Written by scripts/herald_stack.py: nginx -p {workdir} -c nginx.conf
+{main_head}
+daemon off;
+master_process on;
+{user_line}worker_processes 2;
+worker_rlimit_nofile {nofile};
+worker_shutdown_timeout 5s;
+pid {workdir}/nginx.pid;
+error_log {error_log} notice;
+
+events {{
+    worker_connections {nofile};
+}}
+
+http {{
+    {http_head}
+    access_log {access_log};
+    client_body_temp_path {tmp}/body;
+    fastcgi_temp_path {tmp}/fastcgi;
+    proxy_temp_path {tmp}/proxy;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    default_type application/octet-stream;
+    sendfile on;
+    keepalive_timeout 65s;
+    server_tokens off;
+
+    server {{
+        listen {listen};
+{server_body}
+    }}
+}}
+"""
+
+
 class StackError(RuntimeError):
     """The stack could not start (the message carries the tail of every log)."""
 
@@ -386,54 +434,14 @@ class Stack:
             with open(dest, "w", encoding="utf-8") as f:
                 f.write(FASTCGI_PARAMS)
 
-        tmp = os.path.join(self.workdir, "nginx-tmp")
-        for sub in ("body", "fastcgi", "proxy", "uwsgi", "scgi"):
-            os.makedirs(os.path.join(tmp, sub), exist_ok=True)
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        nofile = 20000 if hard == resource.RLIM_INFINITY else min(20000, hard)
-        user_line = ""
-        if os.geteuid() == 0:
-            # Workers started by root switch to `nobody` and could not reach the socket.
-            user = pwd.getpwuid(os.geteuid()).pw_name
-            group = grp.getgrgid(os.getegid()).gr_name
-            user_line = f"user {user} {group};\n"
-        w = self.workdir
-        conf = f"""# Written by scripts/herald_stack.py: nginx -p {w} -c nginx.conf
-daemon off;
-master_process on;
-{user_line}worker_processes 2;
-worker_rlimit_nofile {nofile};
-worker_shutdown_timeout 5s;
-pid {w}/nginx.pid;
-error_log {self.log_path('nginx-error')} notice;
-
-events {{
-    worker_connections {nofile};
-}}
-
-http {{
-    log_format herald '$remote_addr [$time_local] "$request" $status $body_bytes_sent $request_time "$upstream_status"';
-    access_log {self.log_path('nginx-access')} herald;
-    client_body_temp_path {tmp}/body;
-    fastcgi_temp_path {tmp}/fastcgi;
-    proxy_temp_path {tmp}/proxy;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    default_type application/octet-stream;
-    sendfile on;
-    keepalive_timeout 65s;
-    server_tokens off;
-
-    server {{
-        listen {self.host}:{self.port};
-        server_name localhost;
-        include herald.conf;
-        location = / {{
-            return 302 /herald/;
-        }}
-    }}
-}}
-"""
+        conf = nginx_conf_text(
+            self.workdir, f"{self.host}:{self.port}",
+            "        server_name localhost;\n        include herald.conf;\n"
+            "        location = / {\n            return 302 /herald/;\n        }",
+            error_log=self.log_path("nginx-error"),
+            access_log=f"{self.log_path('nginx-access')} herald",
+            http_head="log_format herald '$remote_addr [$time_local] \"$request\" $status $body_bytes_sent "
+                      "$request_time \"$upstream_status\"';")
         with open(self.nginx_conf, "w", encoding="utf-8") as f:
             f.write(conf)
         return self.nginx_conf
