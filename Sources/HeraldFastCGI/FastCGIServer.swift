@@ -81,8 +81,13 @@ public final class FastCGIServer: @unchecked Sendable {
                 case FastCGIServer.listenToken:
                     do {
                         while let connection = try ListeningSocket.acceptPending(listenFD) {
-                            try epoll.add(connection, events: Epoll.readable | Epoll.peerHangUp | Epoll.oneShot,
-                                          token: FastCGIServer.connectionBase + UInt64(connection.rawValue))
+                            do {
+                                try epoll.add(connection, events: Epoll.readable | Epoll.peerHangUp | Epoll.oneShot,
+                                              token: FastCGIServer.connectionBase + UInt64(connection.rawValue))
+                            } catch {
+                                connection.close()  // not watched, never served: do not leak it
+                                throw error
+                            }
                             waiting.insert(connection.rawValue)
                         }
                     } catch {
