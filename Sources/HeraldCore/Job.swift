@@ -63,6 +63,9 @@ public struct Job: Sendable, Equatable {
 // MARK: - JSON
 
 extension Job {
+    /// The params as a JSON object of strings, sorted by name (the job's `params`, and a command's stdin).
+    public var paramsJSON: JSON { .object(params.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }) }
+
     /// The job as JSON; with a `urlPrefix` the `links` object is added, as the API shows it.
     public func json(urlPrefix: String?) -> JSON {
         var members: [(String, JSON)] = [
@@ -71,7 +74,7 @@ extension Job {
             ("state", .string(state.rawValue)),
             ("progress", .double(progress)),
             ("message", .optional(message)),
-            ("params", .object(params.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })),
+            ("params", paramsJSON),
             ("created_at", .string(createdAt.rfc3339)),
             ("started_at", .optional(startedAt?.rfc3339)),
             ("finished_at", .optional(finishedAt?.rfc3339)),

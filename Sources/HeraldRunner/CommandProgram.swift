@@ -23,7 +23,7 @@ struct CommandProgram {
             // A memory file, not a pipe: the params are all there before the program starts, whatever their size.
             let stdin = try FileDescriptor.memoryFile(name: "herald-params")
             childEnds.append(stdin)
-            try stdin.writeAll(Array(JSON.object(job.params.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }).text.utf8))
+            try stdin.writeAll(Array(job.paramsJSON.text.utf8))
             try stdin.seek(to: 0)
             let out = try FileDescriptor.pipe()
             parentEnds.append(out.read)
