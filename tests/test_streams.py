@@ -85,6 +85,19 @@ def test_runner_demo_stream_delivers_every_step_in_order_then_end_succeeded(stac
     assert [b["event"] for b in blocks if b["data"] is not None].count("end") == 1
 
 
+@pytest.mark.parametrize("fcgi_mode", ["stdin", "systemd"])
+def test_a_listening_socket_handed_over_on_fd0_or_fd3_serves_the_api_and_streams(make_stack, fcgi_mode):
+    # SPEC §5: spawn-fcgi and StandardInput=socket hand the socket on fd 0; socket activation on fd 3.
+    stack = make_stack(fcgi_mode=fcgi_mode)
+    job = submit(stack, params={"steps": "3", "interval_ms": "50"})
+    with EventStream(stack, f"/jobs/{job['id']}/events") as s:
+        assert_stream_head(s)
+        blocks = s.read_all(timeout=20)
+    assert statuses(blocks)[-1]["state"] == "succeeded" and blocks[-1]["event"] == "end"
+    log = stack.read_log("herald-fcgi")
+    assert ("socket on fd 0" if fcgi_mode == "stdin" else "systemd socket on fd 3") in log, log[-500:]
+
+
 @pytest.mark.stack(config_overrides={})
 def test_runner_reconnect_mid_job_with_last_event_id_gets_only_newer_states(stack):
     job = submit(stack, params={"steps": "8", "interval_ms": "150"})
