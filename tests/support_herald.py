@@ -357,6 +357,10 @@ class StateWriter:
         self._replace(os.path.join(self.state_dir, "jobs", jid + ".json"), (json.dumps(job) + "\n").encode())
         return job
 
+    def rewrite(self, jid: str) -> None:
+        """Replaces the job's file with the same state again: a second notice of an unchanged seq."""
+        self._replace(os.path.join(self.state_dir, "jobs", jid + ".json"), (json.dumps(self.jobs[jid]) + "\n").encode())
+
     def append_log(self, jid: str, data: bytes) -> None:
         with open(os.path.join(self.state_dir, "logs", jid + ".log"), "ab") as f:
             f.write(data)

@@ -358,6 +358,8 @@ def test_dashboard_stream_needs_a_token_and_gets_jobs_submitted_after_it_connect
             assert got["id"] == new["id"]
             seqs.append(got["seq"])
         assert seqs == sorted(set(seqs)), seqs
+        # A second notice of the final state (a late inotify event, a rewrite) is not sent again.
+        writer.rewrite(new["id"])
         # It never ends by itself.
         assert no_event_within(s, 0.3) and not s.eof
     with EventStream(stack, "/jobs/events", auth) as s:

@@ -33,7 +33,8 @@ public final class StreamHub: @unchecked Sendable {
     var followers: [JobID: [UInt64: Subscriber]] = [:]
     var dashboards: Set<UInt64> = []
     var cache: [JobID: CachedJob] = [:]
-    /// The last seq sent to dashboards, per job not yet ended, so a state is broadcast once.
+    /// The last seq sent to dashboards, per job, so a state is broadcast once (ended jobs are kept
+    /// until gc removes them: a late second notice of a final state must not repeat it).
     var dashboardSeqs: [JobID: Int] = [:]
     /// Log followers with more log to send than one chunk: served one chunk each per round.
     var logBacklog: Set<UInt64> = []
@@ -199,7 +200,11 @@ public final class StreamHub: @unchecked Sendable {
             switch change {
             case let .job(id), let .submitted(id):
                 let subs = followers[id] ?? [:]
-                guard !subs.isEmpty || !dashboards.isEmpty, let job = try? store.job(id) else { continue }
+                guard !subs.isEmpty || !dashboards.isEmpty else { continue }
+                guard let job = try? store.job(id) else {
+                    dashboardSeqs[id] = nil
+                    continue
+                }
                 // A stream that connected after the write but before this notice already loaded
                 // the state into the cache: its followers have it, but dashboards do not yet.
                 if !subs.isEmpty, cache[id].map({ $0.job.seq < job.seq }) ?? true {
@@ -211,7 +216,7 @@ public final class StreamHub: @unchecked Sendable {
                 }
                 // The runner's ingest renames new/ID.json into jobs/ unchanged: one state, two notices.
                 if !dashboards.isEmpty, job.seq > dashboardSeqs[id] ?? 0 {
-                    dashboardSeqs[id] = job.state.isTerminal ? nil : job.seq
+                    dashboardSeqs[id] = job.seq
                     let event = dashboardEvent(job)
                     for token in dashboards {
                         guard let sub = subscribers[token] else { continue }
