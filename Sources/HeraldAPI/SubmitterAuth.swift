@@ -16,7 +16,8 @@ public struct SubmitterAuth: Sendable {
     public func allows(authorization: String?, accessToken: String?) -> Bool {
         if anonymous { return true }
         var presented: String?
-        if let authorization, authorization.hasPrefix("Bearer ") {
+        // The scheme name is case-insensitive (RFC 9110 §11.1): "bearer" and "BEARER" count too.
+        if let authorization, authorization.utf8.count >= 7, authorization.prefix(7).lowercased() == "bearer " {
             presented = String(authorization.dropFirst(7)).trimmingCharacters(in: " \t")
         } else {
             presented = accessToken

@@ -9,11 +9,16 @@ import Testing
         #expect(auth.allows(authorization: "Bearer beta-456", accessToken: nil))
     }
 
+    @Test(arguments: ["bearer alpha-123", "BEARER alpha-123", "bEaReR beta-456"])
+    func theSchemeNameIsCaseInsensitive(_ header: String) {
+        #expect(auth.allows(authorization: header, accessToken: nil))
+    }
+
     @Test func accessTokenQueryIsAcceptedForEventSource() {
         #expect(auth.allows(authorization: nil, accessToken: "alpha-123"))
     }
 
-    @Test(arguments: [nil, "", "Bearer", "Bearer ", "Bearer alpha-12", "Bearer alpha-1234", "Basic alpha-123", "bearer alpha-123",
+    @Test(arguments: [nil, "", "Bearer", "Bearer ", "Bearer alpha-12", "Bearer alpha-1234", "Basic alpha-123", "Bearer ALPHA-123",
                       "Bearer # deploy tokens"])
     func otherAuthorizationsAreRefused(_ header: String?) {
         #expect(!auth.allows(authorization: header, accessToken: nil))
