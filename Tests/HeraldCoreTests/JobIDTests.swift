@@ -33,6 +33,15 @@ import Testing
         #expect(b.text.last == "1")
     }
 
+    @Test func exactlyTheAlphabetsBytesAreAccepted() {
+        let alphabetBytes = Set("0123456789abcdefghjkmnpqrstvwxyz".utf8)
+        for byte in UInt8.min...UInt8.max {
+            #expect(JobID.isAlphabetByte(byte) == alphabetBytes.contains(byte), "byte \(byte)")
+            #expect((JobID(String(repeating: "0", count: 25) + String(decoding: [byte], as: UTF8.self)) != nil)
+                == alphabetBytes.contains(byte), "byte \(byte)")
+        }
+    }
+
     @Test func differentRandomGivesDifferentIDs() {
         let a = JobID(milliseconds: 99, random: Self.random(1))
         let b = JobID(milliseconds: 99, random: Self.random(2))
