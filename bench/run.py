@@ -687,6 +687,7 @@ def write_report(rows, extras, facts, runs, path):
     A("BENCH_N=1000,5000 BENCH_SYSTEMS=herald,nchan make bench")
     A("/usr/bin/python3 bench/run.py --quick        # a dry run: small N, short windows")
     A("/usr/bin/python3 bench/soak.py --minutes 2   # the soak (10,000 streams, jobs finishing throughout)")
+    A("/usr/bin/python3 bench/scan.py               # /healthz, /metrics, a list with 10,000 kept jobs")
     A("```")
     A("The recorded results come from these invocations (in order; later ones with `--keep` re-measured or added rows):\n")
     for r in runs:
@@ -764,12 +765,11 @@ def write_report(rows, extras, facts, runs, path):
     for t in targets(rows):
         A(f"- {t}")
     A("")
-    soak_md = os.path.join(BENCH, "soak-result.md")
-    if os.path.exists(soak_md):
-        A(open(soak_md).read())
-    notes = os.path.join(BENCH, "reading.md")
-    if os.path.exists(notes):
-        A(open(notes).read())
+    # Sections written by the other benchmarks, then the hand-written reading.
+    for name in ("soak-result.md", "scan-result.md", "reading.md"):
+        section = os.path.join(BENCH, name)
+        if os.path.exists(section):
+            A(open(section).read())
     with open(path, "w") as f:
         f.write("\n".join(lines).rstrip() + "\n")
 

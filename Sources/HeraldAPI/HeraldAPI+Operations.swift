@@ -17,8 +17,8 @@ public final class RequestCounters: Sendable {
 
 extension HeraldAPI {
     func jobCounts() -> [(JobState, Int)] {
-        let jobs = (try? store.jobs(JobFilter(limit: Int.max))) ?? []
-        return JobState.allCases.map { state in (state, jobs.filter { $0.state == state }.count) }
+        let counts = (try? store.jobCounts()) ?? [:]
+        return JobState.allCases.map { state in (state, counts[state] ?? 0) }
     }
 
     func health() -> APIResponse {

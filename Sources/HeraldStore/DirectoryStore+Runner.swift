@@ -115,8 +115,7 @@ extension DirectoryStore: RunnerStore {
             return "it is not a fresh queued job"
         }
         if let kind = kinds?[job.kind] {
-            let params = JSON.object(job.params.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })
-            do { _ = try kind.validate(params: params) } catch { return "its params are refused: \(error)" }
+            do { _ = try kind.validate(params: job.paramsJSON) } catch { return "its params are refused: \(error)" }
         }
         return nil
     }

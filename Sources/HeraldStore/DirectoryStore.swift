@@ -15,12 +15,16 @@
 import Glibc
 import HeraldCore
 import HeraldPOSIX
+import Synchronization
 
 /// The state directory store, shared by herald-fcgi and herald-runner.
 public final class DirectoryStore: JobStore, @unchecked Sendable {
-    // Immutable after init; every method is safe from any thread.
+    // Immutable after init but for `ended`, which is behind a lock; every method is safe from any thread.
     public let root: String
     let tmp, new, jobsDir, queue, running, slots, cancel, logs: String
+    /// State and kind of the ended jobs seen so far: an ended job's file never changes again (gc only
+    /// removes it), so listing and counting read each one once instead of on every request.
+    private let ended = Mutex<[JobID: (state: JobState, kind: String)]>([:])
 
     /// Opens the store at `root`. With `create`, makes the directories that are missing (the runner does; the web side only checks).
     public init(root: String, create: Bool) throws(StoreError) {
@@ -101,27 +105,62 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
         try replaceAtomically(submissionPath(job.id), with: DirectoryStore.encode(job), syncDirectory: new)
     }
 
-    public func job(_ id: JobID) throws(StoreError) -> Job? {
+    public func job(_ id: JobID) throws(StoreError) -> Job? { try located(id)?.job }
+
+    /// The job, and whether it was read from jobs/ (written by a runner) rather than new/ (a submission).
+    private func located(_ id: JobID) throws(StoreError) -> (job: Job, isStatus: Bool)? {
         // A runner moves new/ID.json to jobs/ID.json by rename: look in jobs/ again after new/
         // so a job being moved between the two lookups is not missed.
-        if let job = try read(statusPath(id)) { return job }
-        if let job = try read(submissionPath(id)) { return job }
-        return try read(statusPath(id))
+        if let job = try read(statusPath(id)) { return (job, true) }
+        if let job = try read(submissionPath(id)) { return (job, false) }
+        return try read(statusPath(id)).map { ($0, true) }
     }
 
     public func jobs(_ filter: JobFilter) throws(StoreError) -> [Job] {
-        var ids = Set<JobID>()
-        for name in try names(jobsDir) { if let id = DirectoryStore.id(fromFileName: name, suffix: ".json") { ids.insert(id) } }
-        for name in try names(new) { if let id = DirectoryStore.id(fromFileName: name, suffix: ".json") { ids.insert(id) } }
+        let (ids, known) = try listedJobs()
         var result: [Job] = []
         for id in ids.sorted(by: >) where filter.before.map({ id < $0 }) ?? true {
-            guard let job = try? self.job(id) else { continue }  // gone or unreadable meanwhile: skip it
-            if let state = filter.state, job.state != state { continue }
-            if let kind = filter.kind, job.kind != kind { continue }
+            if let seen = known[id], !filter.admits(state: seen.state, kind: seen.kind) { continue }
+            guard let found = try? located(id) else { continue }  // gone or unreadable meanwhile: skip it
+            let job = found.job
+            remember(found)
+            guard filter.admits(state: job.state, kind: job.kind) else { continue }
             result.append(job)
             if result.count >= filter.limit { break }
         }
         return result
+    }
+
+    public func jobCounts() throws(StoreError) -> [JobState: Int] {
+        let (ids, known) = try listedJobs()
+        var counts: [JobState: Int] = [:]
+        for id in ids {
+            if let seen = known[id] {
+                counts[seen.state, default: 0] += 1
+            } else if let found = try? located(id) {
+                remember(found)
+                counts[found.job.state, default: 0] += 1
+            }
+        }
+        return counts
+    }
+
+    /// The IDs of every job in new/ and jobs/, and what is known of the ended ones (forgetting those gc removed).
+    private func listedJobs() throws(StoreError) -> (Set<JobID>, [JobID: (state: JobState, kind: String)]) {
+        var ids = Set<JobID>()
+        for name in try names(jobsDir) { if let id = DirectoryStore.id(fromFileName: name, suffix: ".json") { ids.insert(id) } }
+        for name in try names(new) { if let id = DirectoryStore.id(fromFileName: name, suffix: ".json") { ids.insert(id) } }
+        let known = ended.withLock { ended in
+            ended = ended.filter { ids.contains($0.key) }
+            return ended
+        }
+        return (ids, known)
+    }
+
+    /// Records an ended job's state and kind, if a runner wrote it: a file in new/ (forgeable by the web user) may claim anything.
+    private func remember(_ found: (job: Job, isStatus: Bool)) {
+        guard found.isStatus, found.job.state.isTerminal else { return }
+        ended.withLock { $0[found.job.id] = (found.job.state, found.job.kind) }
     }
 
     public func requestCancel(_ id: JobID) throws(StoreError) {

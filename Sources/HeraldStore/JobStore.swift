@@ -28,6 +28,11 @@ public struct JobFilter: Sendable {
         self.limit = limit
         self.before = before
     }
+
+    /// Whether a job of this state and kind passes the state and kind conditions.
+    public func admits(state: JobState, kind: String) -> Bool {
+        (self.state.map { $0 == state } ?? true) && (self.kind.map { $0 == kind } ?? true)
+    }
 }
 
 /// Something that changed in the store, as the watcher reports it.
@@ -60,6 +65,8 @@ public protocol JobStore: Sendable {
     func job(_ id: JobID) throws(StoreError) -> Job?
     /// Jobs matching `filter`, newest first.
     func jobs(_ filter: JobFilter) throws(StoreError) -> [Job]
+    /// How many jobs the store holds in each state (for /healthz and /metrics).
+    func jobCounts() throws(StoreError) -> [JobState: Int]
     /// Asks the runner to cancel the job (idempotent).
     func requestCancel(_ id: JobID) throws(StoreError)
     /// Up to `maxBytes` of the job's output from byte `offset` (empty when there is none yet).

@@ -149,6 +149,41 @@ import Testing
         #expect(try changes(watcher).contains(.cancelRequested(job.id)))
     }
 
+    @Test func countsAndFiltersStayTrueAcrossEndingGcAndForgedSubmissions() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let kinds = StoreFixture.kinds()
+        let ended = try fixture.submit()
+        let other = try fixture.submit("export")
+        let waiting = try fixture.submit()
+        _ = try store.ingest()
+        for id in [ended.id, other.id] {
+            let job = try #require(try store.job(id))
+            try store.write(try #require(job.applying(.cancel, at: fixture.now(), retries: 0)), durable: true)
+        }
+        #expect(try store.jobCounts() == [.canceled: 2, .queued: 1])
+        // Asked twice: the second answer comes partly from what the store remembers of ended jobs.
+        for _ in 0..<2 {
+            #expect(try store.jobs(JobFilter(state: .canceled)).map(\.id) == [other.id, ended.id])
+            #expect(try store.jobs(JobFilter(state: .canceled, kind: "export")).map(\.id) == [other.id])
+            #expect(try store.jobs(JobFilter(state: .queued)).map(\.id) == [waiting.id])
+            #expect(try store.jobs(JobFilter()).count == 3)
+        }
+        // gc removes an ended job: it is no longer counted or listed.
+        try store.remove(ended.id)
+        #expect(try store.jobCounts() == [.canceled: 1, .queued: 1])
+        #expect(try store.jobs(JobFilter(state: .canceled)).map(\.id) == [other.id])
+        // A forged file in new/ (the web user can write there) that claims to have ended is counted
+        // as what it says while it is there, but never remembered: once ingest refuses it, it is gone.
+        var forged = try fixture.submit()
+        forged.state = .succeeded
+        try store.submit(forged)
+        #expect(try store.jobCounts() == [.canceled: 1, .queued: 1, .succeeded: 1])
+        _ = try store.ingest(kinds: kinds, refused: { _, _ in })
+        #expect(try store.jobCounts() == [.canceled: 1, .queued: 1])
+        #expect(try store.jobs(JobFilter(state: .succeeded)).isEmpty)
+    }
+
     /// The watcher's changes, waiting briefly for inotify to deliver them.
     private func changes(_ watcher: DirectoryWatcher) throws -> [StoreChange] {
         for _ in 0..<50 {
