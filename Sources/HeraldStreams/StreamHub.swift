@@ -33,9 +33,12 @@ public final class StreamHub: @unchecked Sendable {
     var followers: [JobID: [UInt64: Subscriber]] = [:]
     var dashboards: Set<UInt64> = []
     var cache: [JobID: CachedJob] = [:]
-    /// The last seq sent to dashboards, per job, so a state is broadcast once (ended jobs are kept
-    /// until gc removes them: a late second notice of a final state must not repeat it).
+    /// The last seq sent to dashboards, per job not yet ended, so a state is broadcast once.
     var dashboardSeqs: [JobID: Int] = [:]
+    /// Jobs whose final state dashboards got, with when: a late second notice of it must not repeat it.
+    /// Such a notice comes within milliseconds, so entries go after `endedMemoryMilliseconds`.
+    var dashboardEnded: [JobID: Int64] = [:]
+    static let endedMemoryMilliseconds: Int64 = 60_000
     /// Log followers with more log to send than one chunk: served one chunk each per round.
     var logBacklog: Set<UInt64> = []
     /// The most log one follower gets per round of the hub loop.
@@ -124,6 +127,7 @@ public final class StreamHub: @unchecked Sendable {
             if after >= nextHeartbeat {
                 nextHeartbeat = after + heartbeatMilliseconds
                 heartbeat()
+                dashboardEnded = dashboardEnded.filter { after - $0.value < StreamHub.endedMemoryMilliseconds }
             }
             if !blocked.isEmpty { dropSlowClients(now: after) }
             if !logBacklog.isEmpty { continueLogs() }
@@ -200,11 +204,7 @@ public final class StreamHub: @unchecked Sendable {
             switch change {
             case let .job(id), let .submitted(id):
                 let subs = followers[id] ?? [:]
-                guard !subs.isEmpty || !dashboards.isEmpty else { continue }
-                guard let job = try? store.job(id) else {
-                    dashboardSeqs[id] = nil
-                    continue
-                }
+                guard !subs.isEmpty || !dashboards.isEmpty, let job = try? store.job(id) else { continue }
                 // A stream that connected after the write but before this notice already loaded
                 // the state into the cache: its followers have it, but dashboards do not yet.
                 if !subs.isEmpty, cache[id].map({ $0.job.seq < job.seq }) ?? true {
@@ -215,8 +215,13 @@ public final class StreamHub: @unchecked Sendable {
                     }
                 }
                 // The runner's ingest renames new/ID.json into jobs/ unchanged: one state, two notices.
-                if !dashboards.isEmpty, job.seq > dashboardSeqs[id] ?? 0 {
-                    dashboardSeqs[id] = job.seq
+                if !dashboards.isEmpty, dashboardEnded[id] == nil, job.seq > dashboardSeqs[id] ?? 0 {
+                    if job.state.isTerminal {
+                        dashboardSeqs[id] = nil
+                        dashboardEnded[id] = Clock.monotonicMilliseconds()
+                    } else {
+                        dashboardSeqs[id] = job.seq
+                    }
                     let event = dashboardEvent(job)
                     for token in dashboards {
                         guard let sub = subscribers[token] else { continue }
@@ -338,7 +343,10 @@ public final class StreamHub: @unchecked Sendable {
         blocked.remove(sub.token)
         logBacklog.remove(sub.token)
         dashboards.remove(sub.token)
-        if dashboards.isEmpty { dashboardSeqs.removeAll() }
+        if dashboards.isEmpty {
+            dashboardSeqs.removeAll()
+            dashboardEnded.removeAll()
+        }
         for id in sub.jobIDs {
             followers[id]?[sub.token] = nil
             if followers[id]?.isEmpty == true {
