@@ -24,7 +24,13 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
     let tmp, new, jobsDir, queue, running, slots, cancel, logs: String
     /// State and kind of the ended jobs seen so far: an ended job's file never changes again (gc only
     /// removes it), so listing and counting read each one once instead of on every request.
-    private let ended = Mutex<[JobID: (state: JobState, kind: String)]>([:])
+    private let ended = Mutex<[JobID: EndedJob]>([:])
+
+    /// What listing and counting need of an ended job.
+    private struct EndedJob {
+        let state: JobState
+        let kind: String
+    }
 
     /// Opens the store at `root`. With `create`, makes the directories that are missing (the runner does; the web side only checks).
     public init(root: String, create: Bool) throws(StoreError) {
@@ -146,7 +152,7 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
     }
 
     /// The IDs of every job in new/ and jobs/, and what is known of the ended ones (forgetting those gc removed).
-    private func listedJobs() throws(StoreError) -> (Set<JobID>, [JobID: (state: JobState, kind: String)]) {
+    private func listedJobs() throws(StoreError) -> (Set<JobID>, [JobID: EndedJob]) {
         var ids = Set<JobID>()
         for name in try names(jobsDir) { if let id = DirectoryStore.id(fromFileName: name, suffix: ".json") { ids.insert(id) } }
         for name in try names(new) { if let id = DirectoryStore.id(fromFileName: name, suffix: ".json") { ids.insert(id) } }
@@ -160,7 +166,7 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
     /// Records an ended job's state and kind, if a runner wrote it: a file in new/ (forgeable by the web user) may claim anything.
     private func remember(_ found: (job: Job, isStatus: Bool)) {
         guard found.isStatus, found.job.state.isTerminal else { return }
-        ended.withLock { $0[found.job.id] = (found.job.state, found.job.kind) }
+        ended.withLock { $0[found.job.id] = EndedJob(state: found.job.state, kind: found.job.kind) }
     }
 
     public func requestCancel(_ id: JobID) throws(StoreError) {
