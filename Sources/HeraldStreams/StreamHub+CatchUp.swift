@@ -18,6 +18,26 @@ struct CachedJob {
     }
 }
 
+/// One `log` event as the hub sends it: the bytes of the log it carries and its FastCGI framing.
+struct LogPiece {
+    /// Which chunk: a job's log from `offset`, for a client at status `seq`, on FastCGI request `requestID`.
+    struct Key: Hashable {
+        let job: JobID
+        let offset: Int
+        let seq: Int
+        let requestID: UInt16
+    }
+
+    /// Log bytes the event carries (a cut CRLF or UTF-8 sequence waits for the next chunk).
+    let consumed: Int
+    /// The framed event; empty when `consumed` is 0.
+    let frame: [UInt8]
+    /// Nothing more was in the log after this chunk when it was read.
+    let atEnd: Bool
+    /// The event carries the whole rest of the log.
+    let complete: Bool
+}
+
 extension StreamHub {
     /// Sends a subscriber everything it lacks, in order, until its socket is full.
     ///
@@ -42,19 +62,13 @@ extension StreamHub {
             // One chunk per call: a follower with much log to catch up on continues in the hub's
             // next round (logBacklog), so other streams' events are not held up behind it.
             var logComplete = true
-            if !sub.isBlocked, let bytes = try? store.log(id, from: sub.logOffset, maxBytes: StreamHub.logChunkBytes), !bytes.isEmpty {
-                // Only the read that reaches the end of an ended job's log is final: a full read may
-                // have cut a CRLF or a UTF-8 sequence that the next read completes.
-                let atEnd = bytes.count < StreamHub.logChunkBytes
-                    || (try? store.log(id, from: sub.logOffset + bytes.count, maxBytes: 1))?.isEmpty != false
-                let chunk = LogChunk.take(bytes[...], isFinal: cached.job.state.isTerminal && atEnd)
-                if chunk.consumed > 0 {
-                    sub.logOffset += chunk.consumed
-                    let cursor = StreamCursor(seq: sub.seqs[0], logOffset: sub.logOffset)
-                    write(sub, text: ServerSentEvents.event("log", id: cursor.eventID, data: chunk.text), countsAsEvent: true)
+            if !sub.isBlocked, let piece = logPiece(cached, from: sub.logOffset, seq: sub.seqs[0], requestID: sub.requestID) {
+                if piece.consumed > 0 {
+                    sub.logOffset += piece.consumed
+                    write(sub, framed: piece.frame, countsAsEvent: true)
                 }
-                if !atEnd { logBacklog.insert(sub.token) }
-                logComplete = atEnd && chunk.consumed == bytes.count
+                if !piece.atEnd { logBacklog.insert(sub.token) }
+                logComplete = piece.complete
             }
             if sub.isBlocked || sub.closed { return }
             // The log comes before the terminal status, so that status is sent once the whole log is out.
@@ -72,6 +86,29 @@ extension StreamHub {
         if cached.job.state.isTerminal, !sub.closed {
             end(sub, finalEvent: ServerSentEvents.event("end", data: "{\"state\":\"\(cached.job.state.rawValue)\"}"))
         }
+    }
+
+    /// The `log` event for the chunk of `cached`'s log at `offset`, read and encoded once per hub
+    /// round for all followers at that offset (they usually move together); nil when there is no new log.
+    private func logPiece(_ cached: CachedJob, from offset: Int, seq: Int, requestID: UInt16) -> LogPiece? {
+        let key = LogPiece.Key(job: cached.job.id, offset: offset, seq: seq, requestID: requestID)
+        if let piece = logPieces[key] { return piece }
+        let id = cached.job.id
+        guard let bytes = try? store.log(id, from: offset, maxBytes: StreamHub.logChunkBytes), !bytes.isEmpty else { return nil }
+        // Only the read that reaches the end of an ended job's log is final: a full read may
+        // have cut a CRLF or a UTF-8 sequence that the next read completes.
+        let atEnd = bytes.count < StreamHub.logChunkBytes
+            || (try? store.log(id, from: offset + bytes.count, maxBytes: 1))?.isEmpty != false
+        let chunk = LogChunk.take(bytes[...], isFinal: cached.job.state.isTerminal && atEnd)
+        var frame: [UInt8] = []
+        if chunk.consumed > 0 {
+            let cursor = StreamCursor(seq: seq, logOffset: offset + chunk.consumed)
+            let text = ServerSentEvents.event("log", id: cursor.eventID, data: chunk.text)
+            FastCGIRecord.appendStdout(Array(text.utf8), requestID: requestID, to: &frame)
+        }
+        let piece = LogPiece(consumed: chunk.consumed, frame: frame, atEnd: atEnd, complete: atEnd && chunk.consumed == bytes.count)
+        logPieces[key] = piece
+        return piece
     }
 
     private func catchUpJobs(_ sub: Subscriber, _ ids: [JobID]) {

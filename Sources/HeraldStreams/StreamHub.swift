@@ -43,6 +43,8 @@ public final class StreamHub: @unchecked Sendable {
     var logBacklog: Set<UInt64> = []
     /// The most log one follower gets per round of the hub loop.
     static let logChunkBytes = 64 * 1024
+    /// Log events read and encoded this round, shared by followers at the same offset.
+    var logPieces: [LogPiece.Key: LogPiece] = [:]
     private var blocked: Set<UInt64> = []
     private var nextToken: UInt64 = 2
     private var nextHeartbeat: Int64 = 0
@@ -100,6 +102,8 @@ public final class StreamHub: @unchecked Sendable {
 
     private func run() {
         while true {
+            // A log that grew since is read again next round: pieces are shared within one round only.
+            logPieces.removeAll(keepingCapacity: true)
             let now = Clock.monotonicMilliseconds()
             var wait = max(0, nextHeartbeat - now)
             if watcher.fd == nil { wait = min(wait, max(0, nextPoll - now)) }
