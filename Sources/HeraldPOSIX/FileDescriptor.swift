@@ -51,9 +51,13 @@ public struct FileDescriptor: Hashable, Sendable {
         }
     }
 
-    /// Writes some of `bytes` once; returns how many were written (a short count on non-blocking sockets).
-    public func writeOnce(_ bytes: UnsafeRawBufferPointer) throws(SystemError) -> Int {
-        try retryingEINTR("write") { Glibc.write(rawValue, bytes.baseAddress, bytes.count) }
+    /// Writes what a non-blocking descriptor takes of `bytes` now: 0 when it is full (EAGAIN).
+    public func writeAvailable(_ bytes: UnsafeRawBufferPointer) throws(SystemError) -> Int {
+        do {
+            return try retryingEINTR("write") { Glibc.write(rawValue, bytes.baseAddress, bytes.count) }
+        } catch where error.errno == EAGAIN {
+            return 0
+        }
     }
 
     /// Writes all of `bytes`, looping over short writes.

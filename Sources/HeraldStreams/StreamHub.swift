@@ -286,17 +286,13 @@ public final class StreamHub: @unchecked Sendable {
             }
             return
         }
-        let written = bytes.withUnsafeBytes { Glibc.write(sub.fd.rawValue, $0.baseAddress, $0.count) }
-        if written == bytes.count {
-            metrics.bytesSent.add(written, ordering: .relaxed)
-            return
-        }
-        if written < 0, errno != EAGAIN, errno != EINTR {
+        let taken: Int
+        do { taken = try bytes.withUnsafeBytes { (buffer) throws(SystemError) in try sub.fd.writeAvailable(buffer) } } catch {
             close(sub)
             return
         }
-        let taken = max(0, written)
         metrics.bytesSent.add(taken, ordering: .relaxed)
+        if taken == bytes.count { return }
         sub.outbox = Array(bytes[taken...])
         sub.outboxStart = 0
         sub.blockedSince = Clock.monotonicMilliseconds()
@@ -307,15 +303,16 @@ public final class StreamHub: @unchecked Sendable {
     /// Writes what the socket will take from the outbox; when it empties, the subscriber catches up.
     private func flush(_ sub: Subscriber) {
         while sub.isBlocked {
-            let n = sub.outbox.withUnsafeBytes {
-                Glibc.write(sub.fd.rawValue, $0.baseAddress! + sub.outboxStart, $0.count - sub.outboxStart)
-            }
-            if n < 0 {
-                if errno == EAGAIN { return }
-                if errno == EINTR { continue }
+            let n: Int
+            do {
+                n = try sub.outbox.withUnsafeBytes { (buffer) throws(SystemError) in
+                    try sub.fd.writeAvailable(UnsafeRawBufferPointer(rebasing: buffer[sub.outboxStart...]))
+                }
+            } catch {
                 close(sub)
                 return
             }
+            if n == 0 { return }
             metrics.bytesSent.add(n, ordering: .relaxed)
             sub.outboxStart += n
         }
