@@ -133,5 +133,7 @@ def test_herald_js_watches_several_jobs_over_one_stream(stack, browser):
         finals[s["id"]] = s
     assert finals[ok["id"]]["state"] == "succeeded" and finals[ok["id"]]["progress"] == 100
     assert finals[bad["id"]]["state"] == "failed"
-    streams = [uri for _, uri, _ in stack.requests_seen("GET", "/jobs/events")]
-    assert streams and all("ids=" in uri for uri in streams), streams
+    # nginx logs a stream when it finalizes the request, which may be just after the browser got the end.
+    streams = wait_for(browser, lambda d: [uri for _, uri, _ in stack.requests_seen("GET", "/jobs/events")], 5,
+                       "nginx never logged the multi-job stream")
+    assert all("ids=" in uri for uri in streams), streams
