@@ -35,11 +35,11 @@ public enum JobText {
         return line
     }
 
-    /// `[#########...........]  42% message`, for a terminal line redrawn in place.
+    /// `[#########...........]  42% message` (the state while there is no message), for a terminal line redrawn in place.
     public static func bar(_ job: Job, width: Int = 30) -> String {
         let filled = Int((job.progress / 100 * Double(width)).rounded(.down))
         let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-        return "[\(bar)] \(percent(job.progress).padding(4, left: true)) \(job.state == .running ? job.message ?? "" : job.state.rawValue)"
+        return "[\(bar)] \(percent(job.progress).padding(4, left: true)) \(job.state == .running ? job.message ?? "running" : job.state.rawValue)"
     }
 
     static func percent(_ progress: Double) -> String { "\(Int(progress.rounded(.down)))%" }

@@ -70,3 +70,18 @@ import Testing
         #expect(LogSink.marker(cap: 10 << 20) == Array("\n[herald: log truncated at 10 MiB]\n".utf8))
     }
 }
+
+@Suite struct JobTextTests {
+    @Test func theBarShowsProgressAndTheMessageOrTheState() {
+        var job = StatusThrottleTests.job(1)
+        #expect(JobText.bar(job, width: 10) == "[..........]   0% queued")
+        job.state = .running
+        #expect(JobText.bar(job, width: 10) == "[..........]   0% running")  // no message yet
+        job.progress = 42
+        job.message = "step 4/10"
+        #expect(JobText.bar(job, width: 10) == "[####......]  42% step 4/10")
+        job.state = .succeeded
+        job.progress = 100
+        #expect(JobText.bar(job, width: 10) == "[##########] 100% succeeded")
+    }
+}
