@@ -1,43 +1,5 @@
 import HeraldCore
 
-/// A job as last read by the hub, with its status event encoded once for all followers.
-struct CachedJob {
-    let job: Job
-    /// The job JSON text with links.
-    let json: String
-    /// `event: status` with the plain seq id, framed for request id 1 (what nginx uses), shared by all plain followers.
-    let sharedFrame: [UInt8]
-
-    init(_ job: Job, urlPrefix: String) {
-        self.job = job
-        json = job.json(urlPrefix: urlPrefix).text
-        var frame: [UInt8] = []
-        let text = ServerSentEvents.event("status", id: StreamCursor(seq: job.seq).eventID, data: json)
-        FastCGIRecord.appendStdout(Array(text.utf8), requestID: 1, to: &frame)
-        sharedFrame = frame
-    }
-}
-
-/// One `log` event as the hub sends it: the bytes of the log it carries and its FastCGI framing.
-struct LogPiece {
-    /// Which chunk: a job's log from `offset`, for a client at status `seq`, on FastCGI request `requestID`.
-    struct Key: Hashable {
-        let job: JobID
-        let offset: Int
-        let seq: Int
-        let requestID: UInt16
-    }
-
-    /// Log bytes the event carries (a cut CRLF or UTF-8 sequence waits for the next chunk).
-    let consumed: Int
-    /// The framed event; empty when `consumed` is 0.
-    let frame: [UInt8]
-    /// Nothing more was in the log after this chunk when it was read.
-    let atEnd: Bool
-    /// The event carries the whole rest of the log.
-    let complete: Bool
-}
-
 extension StreamHub {
     /// Sends a subscriber everything it lacks, in order, until its socket is full.
     ///

@@ -1,0 +1,21 @@
+import HeraldCore
+
+/// One `log` event as the hub sends it: the bytes of the log it carries and its FastCGI framing.
+struct LogPiece {
+    /// Which chunk: a job's log from `offset`, for a client at status `seq`, on FastCGI request `requestID`.
+    struct Key: Hashable {
+        let job: JobID
+        let offset: Int
+        let seq: Int
+        let requestID: UInt16
+    }
+
+    /// Log bytes the event carries (a cut CRLF or UTF-8 sequence waits for the next chunk).
+    let consumed: Int
+    /// The framed event; empty when `consumed` is 0.
+    let frame: [UInt8]
+    /// Nothing more was in the log after this chunk when it was read.
+    let atEnd: Bool
+    /// The event carries the whole rest of the log.
+    let complete: Bool
+}
