@@ -44,6 +44,13 @@ int herald_fstat(int fd, int64_t *size) {
     return 0;
 }
 
+int herald_is_file_at(int fd, const char *path) {
+    struct stat open_file, at_path;
+    if (fstat(fd, &open_file) != 0) return -1;
+    if (stat(path, &at_path) != 0) return 0;
+    return open_file.st_dev == at_path.st_dev && open_file.st_ino == at_path.st_ino && open_file.st_nlink > 0;
+}
+
 int herald_memfd_create(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 int herald_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
 int herald_spawn_closefrom(posix_spawn_file_actions_t *actions, int from) { return posix_spawn_file_actions_addclosefrom_np(actions, from); }

@@ -92,6 +92,11 @@ public struct FileDescriptor: Hashable, Sendable {
         return Int(size)
     }
 
+    /// Whether this descriptor's file is still the one at `path` (not unlinked or replaced since it was opened).
+    public func isFile(at path: String) throws(SystemError) -> Bool {
+        try retryingEINTR("fstat") { herald_is_file_at(rawValue, path) } == 1
+    }
+
     /// Moves the file position to the end (for appending logs opened without O_APPEND).
     public func seekToEnd() throws(SystemError) -> Int {
         Int(try retryingEINTR("lseek") { Glibc.lseek(rawValue, 0, SEEK_END) })

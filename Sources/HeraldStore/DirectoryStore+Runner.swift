@@ -84,16 +84,22 @@ extension DirectoryStore: RunnerStore {
             for id in waiting {
                 guard FileSystem.exists(submissionPath(id)) else { continue }  // another runner took it
                 // The web side may write new/ but never job state: a forged file must not become
-                // (or replace) a job, nor carry params its kind would refuse.
-                if let why = submissionProblem(id, kinds: kinds) {
+                // (or replace) a job, nor carry params its kind would refuse. The file is read once and
+                // the runner writes its own copy: renaming it would keep the web user as its owner, free
+                // to rewrite the queued job, and could move a file swapped in after the checks.
+                let job: Job
+                switch checkedSubmission(id, kinds: kinds) {
+                case let .success(checked): job = checked
+                case let .failure(refusal):
                     unlinkQuietly(submissionPath(id))
-                    refused(id, why)
+                    refused(id, refusal.reason)
                     continue
                 }
-                // Marker first: a crash between the two steps leaves a marker whose job is still in new/,
+                // Marker first: a crash between the steps leaves a marker whose job is still in new/,
                 // which the next ingest completes; never a queued job without a marker.
                 try touch(marker(id))
-                try unavailableOnFailure { () throws(SystemError) in try FileSystem.rename(submissionPath(id), statusPath(id)) }
+                try write(job, durable: false)
+                unlinkQuietly(submissionPath(id))
                 count += 1
             }
             try unavailableOnFailure { () throws(SystemError) in try FileSystem.syncDirectory(jobsDir) }
@@ -101,23 +107,41 @@ extension DirectoryStore: RunnerStore {
         }
     }
 
-    /// Why the submission new/ID.json must not be ingested, or nil when it is a fresh, valid job.
-    func submissionProblem(_ id: JobID, kinds: [String: KindConfig]?) -> String? {
-        if FileSystem.exists(statusPath(id)) { return "a job with this id exists already" }
+    /// Why a submission is not ingested.
+    struct SubmissionRefused: Error {
+        let reason: String
+    }
+
+    /// The submission new/ID.json as the fresh, valid job it must be, or why it is refused.
+    func checkedSubmission(_ id: JobID, kinds: [String: KindConfig]?) -> Result<Job, SubmissionRefused> {
+        if FileSystem.exists(statusPath(id)) { return .failure(SubmissionRefused(reason: "a job with this id exists already")) }
         let job: Job
         do {
-            guard let read = try read(submissionPath(id)) else { return "it vanished" }
+            guard let read = try read(submissionPath(id)) else { return .failure(SubmissionRefused(reason: "it vanished")) }
             job = read
-        } catch { return "it is not a job: \(error)" }
-        guard job.id == id else { return "its id is not its file name" }
+        } catch { return .failure(SubmissionRefused(reason: "it is not a job: \(error)")) }
+        guard job.id == id else { return .failure(SubmissionRefused(reason: "its id is not its file name")) }
         guard job.state == .queued, job.seq == 1, job.attempt == 1, job.startedAt == nil, job.finishedAt == nil,
               job.exitCode == nil, job.error == nil, job.result == nil, job.progress == 0 else {
-            return "it is not a fresh queued job"
+            return .failure(SubmissionRefused(reason: "it is not a fresh queued job"))
         }
         if let kind = kinds?[job.kind] {
-            do { _ = try kind.validate(params: job.paramsJSON) } catch { return "its params are refused: \(error)" }
+            do { _ = try kind.validate(params: job.paramsJSON) } catch {
+                return .failure(SubmissionRefused(reason: "its params are refused: \(error)"))
+            }
         }
-        return nil
+        return .success(job)
+    }
+
+    /// The job of `id` for a pass over the queue; nil when its status file is missing or corrupt.
+    ///
+    /// A corrupt file (damaged disk, a hand edit) must cost that one job, not stop every runner:
+    /// it is left for an operator (`herald-runner status` names the problem) and skipped.
+    func jobForPass(_ id: JobID) throws(StoreError) -> Job? {
+        do { return try read(statusPath(id)) } catch {
+            if case .corrupt = error { return nil }
+            throw error
+        }
     }
 
     public func recoverLostJobs(kinds: [String: KindConfig], now: Timestamp) throws(StoreError) -> [Job] {
@@ -130,8 +154,9 @@ extension DirectoryStore: RunnerStore {
                 guard let fd = try? FileDescriptor.open(path, O_RDWR) else { continue }
                 defer { fd.close() }
                 guard (try? fd.lockExclusive(wait: false)) == true else { continue }  // its runner is alive
+                guard (try? fd.isFile(at: path)) == true else { continue }  // released meanwhile: the job ended well
                 DirectoryClaim.killRecordedGroup(fd)
-                if let job = try read(statusPath(id)) {
+                if let job = try jobForPass(id) {
                     switch job.state {
                     case .running:
                         let retries = kinds[job.kind]?.retries ?? 0
@@ -158,7 +183,7 @@ extension DirectoryStore: RunnerStore {
         return try withQueueLock { () throws(StoreError) -> [Job] in
             var canceled: [Job] = []
             for id in requested {
-                guard let job = try read(statusPath(id)) else {
+                guard let job = try jobForPass(id) else {
                     if !FileSystem.exists(submissionPath(id)) { clearCancelRequest(id) }  // no such job
                     continue
                 }
@@ -183,11 +208,16 @@ extension DirectoryStore: RunnerStore {
         return try withQueueLock { () throws(StoreError) -> (any JobClaim)? in
             var fullKinds = Set<String>()
             for id in queued {
-                guard let job = try read(statusPath(id)) else {
+                guard let job = try jobForPass(id) else {
                     if !FileSystem.exists(submissionPath(id)) { unlinkQuietly(marker(id)) }
                     continue
                 }
-                guard job.state == .queued else { unlinkQuietly(marker(id)); continue }
+                guard job.state == .queued else {
+                    // A running job's marker may be its retry's, written by a runner that holds no
+                    // queue lock: only an ended job's marker is surely stale.
+                    if job.state.isTerminal { unlinkQuietly(marker(id)) }
+                    continue
+                }
                 if fullKinds.contains(job.kind) { continue }
                 guard let kind = kinds[job.kind] else { continue }  // a kind this runner's config lacks: leave it
                 var slot: FileDescriptor?
@@ -201,7 +231,8 @@ extension DirectoryStore: RunnerStore {
                 do throws(StoreError) {
                     try write(started, durable: true)
                 } catch {
-                    unlinkQuietly(lockPath)
+                    // The rename may have happened before the failure: the lock file stays, so recovery
+                    // finds the job whichever state it is in (running: lost; queued: marker restored).
                     lock.close()
                     slot?.close()
                     throw error
@@ -223,15 +254,22 @@ extension DirectoryStore: RunnerStore {
     /// Opens (creating) a lock file and takes its flock without waiting; nil when another process holds it.
     func lockNow(_ path: String) throws(StoreError) -> FileDescriptor? {
         try unavailableOnFailure { () throws(SystemError) -> FileDescriptor? in
-            let fd = try FileDescriptor.open(path, O_RDWR | O_CREAT, mode: 0o664)
-            do throws(SystemError) {
-                if try fd.lockExclusive(wait: false) { return fd }
-            } catch {
-                fd.close()
-                throw error
+            while true {
+                let fd = try FileDescriptor.open(path, O_RDWR | O_CREAT, mode: 0o664)
+                do throws(SystemError) {
+                    guard try fd.lockExclusive(wait: false) else {
+                        fd.close()
+                        return nil
+                    }
+                    // Its holder may have unlinked it between our open and our lock (a release): a lock
+                    // on that file guards nothing, so open the path again.
+                    if try fd.isFile(at: path) { return fd }
+                    fd.close()
+                } catch {
+                    fd.close()
+                    throw error
+                }
             }
-            fd.close()
-            return nil
         }
     }
 

@@ -184,6 +184,40 @@ import Testing
         #expect(try store.jobs(JobFilter(state: .succeeded)).isEmpty)
     }
 
+    @Test func ingestWritesTheRunnersOwnCopyNotTheSubmittedFile() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let job = try fixture.submit(params: ["month": "2026-10"])
+        // The web user keeps a descriptor on its submission (or could reopen it, being its owner).
+        let submitted = try FileDescriptor.open(store.submissionPath(job.id), O_WRONLY)
+        defer { submitted.close() }
+        #expect(try store.ingest() == 1)
+        #expect(!FileSystem.exists(store.submissionPath(job.id)))
+        try submitted.writeAll(Array(#"{"id":"forged"}"#.utf8))
+        #expect(try store.job(job.id) == job)
+        #expect(try store.claimNext(kinds: StoreFixture.kinds(), now: fixture.now())?.job.id == job.id)
+    }
+
+    @Test func aCorruptStatusFileCostsOnlyItsOwnJob() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let broken = try fixture.submit()
+        let fine = try fixture.submit()
+        _ = try store.ingest()
+        try FileDescriptor.open(store.statusPath(broken.id), O_WRONLY | O_TRUNC).closeAfter { (fd) throws(SystemError) in
+            try fd.writeAll(Array("not json".utf8))
+        }
+        // Its marker, a cancel request and a free lock (as a dead runner leaves) all lead to it.
+        try store.enqueue(broken.id)
+        try FileDescriptor.open(store.cancelPath(broken.id), O_WRONLY | O_CREAT).close()
+        try FileDescriptor.open("\(store.running)/\(broken.id.text).lock", O_WRONLY | O_CREAT).close()
+        #expect(try store.recoverLostJobs(kinds: StoreFixture.kinds(), now: fixture.now()).isEmpty)
+        #expect(try store.cancelRequestedQueuedJobs(now: fixture.now()).isEmpty)
+        #expect(try store.claimNext(kinds: StoreFixture.kinds(), now: fixture.now())?.job.id == fine.id)
+        // Asked directly, the broken job names its problem.
+        #expect(throws: StoreError.self) { try store.job(broken.id) }
+    }
+
     /// The watcher's changes, waiting briefly for inotify to deliver them.
     private func changes(_ watcher: DirectoryWatcher) throws -> [StoreChange] {
         for _ in 0..<50 {
