@@ -87,8 +87,15 @@ public final class Scheduler: Sendable {
                 }
             } else if rescan || now - lastScan >= options.rescanMilliseconds {
                 lastScan = now
-                let claimed = scanAndClaim()
-                if mode == .drain, claimed == 0, running.withLock({ $0.isEmpty }) { break }
+                do {
+                    let claimed = try scanAndClaim()
+                    if mode == .drain, claimed == 0, running.withLock({ $0.isEmpty }) { break }
+                } catch {
+                    runnerLog(.error, "\(error)")
+                    // A daemon retries at the next pass: a full disk must not kill it. A drain that can
+                    // do nothing more says so with its exit status (69), not with 0 and a log line.
+                    if mode == .drain, running.withLock({ $0.isEmpty }) { throw error }
+                }
             }
             var timeout = Int32(options.rescanMilliseconds)
             if let watcher, watcher.fd == nil { timeout = Int32(watcher.pollIntervalMilliseconds) }
@@ -99,18 +106,23 @@ public final class Scheduler: Sendable {
                 rescan = true  // a job ended: its slot is free
             }
             if let watcher {
-                // Status writes need no rescan; submissions and cancel requests do.
+                // Submissions and cancel requests need a pass; status and log writes do not (a log
+                // changes many times a second, and a pass takes the queue lock).
                 let changes = (try? watcher.changes()) ?? []
-                rescan = rescan || changes.contains { if case .job = $0 { return false } else { return true } }
+                rescan = rescan || changes.contains {
+                    switch $0 {
+                    case .submitted, .cancelRequested: return true
+                    case .job, .log: return false
+                    }
+                }
             }
         }
     }
 
-    /// One pass over the store; returns how many jobs were claimed. A store error is logged and
-    /// retried on the next pass: a full disk must not kill the daemon.
-    private func scanAndClaim() -> Int {
+    /// One pass over the store; returns how many jobs were claimed.
+    private func scanAndClaim() throws(StoreError) -> Int {
         var claimed = 0
-        do {
+        do throws(StoreError) {
             _ = try store.ingest(kinds: kinds) { id, why in
                 runnerLog(.warning, "refused the submission new/\(id).json: \(why)")
             }
@@ -126,8 +138,8 @@ public final class Scheduler: Sendable {
                 start(claim)
                 claimed += 1
             }
-        } catch {
-            runnerLog(.error, "\(error)")
+        } catch where claimed > 0 {
+            runnerLog(.error, "\(error)")  // the jobs started run; the next pass tries again
         }
         return claimed
     }
