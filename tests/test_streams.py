@@ -366,6 +366,32 @@ def test_dashboard_stream_needs_a_token_and_gets_jobs_submitted_after_it_connect
         assert_stream_head(s)
 
 
+def test_a_dashboard_snapshot_larger_than_the_outbox_is_paced_not_dropped(make_stack):
+    """2,500 jobs not yet ended (about 1.6 MB of status events, more than a stream's 1 MiB
+    outbox) when a dashboard connects: it gets every one of them and is not dropped."""
+    stack = make_stack(runner=False)
+    template = submit(stack)
+    template.pop("links")
+    alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
+    ids = {template["id"]}
+    while len(ids) < 2500:
+        ids.add(template["id"][:10] + "".join(alphabet[b % 32] for b in os.urandom(16)))
+    for jid in ids - {template["id"]}:
+        job = dict(template, id=jid, message="x" * 300)
+        with open(os.path.join(stack.state_dir, "jobs", jid + ".json"), "w") as f:
+            f.write(json.dumps(job))
+    with EventStream(stack, "/jobs/events", timeout=30) as s:
+        assert_stream_head(s)
+        seen = set()
+        while len(seen) < len(ids):
+            event = s.next_event(10)
+            assert event is not None, f"the dashboard ended after {len(seen)} of {len(ids)} jobs"
+            seen.add(json.loads(event["data"])["id"])
+        assert seen == ids
+        assert not s.eof
+    assert metric(stack, "herald_slow_clients_dropped_total") == 0
+
+
 @pytest.mark.stack(runner=False, config_overrides={"heartbeat": "1s"})
 def test_heartbeat_pings_arrive_every_heartbeat(stack):
     writer = StateWriter(stack)

@@ -2,12 +2,14 @@ import HeraldCore
 
 /// One `log` event as the hub sends it: the bytes of the log it carries and its FastCGI framing.
 struct LogPiece {
-    /// Which chunk: a job's log from `offset`, for a client at status `seq`, on FastCGI request `requestID`.
+    /// Which chunk: a job's log from `offset`, for a client at status `seq`, on FastCGI request `requestID`;
+    /// `jobEnded`, since only an ended job's last chunk may end in a CR or a cut UTF-8 sequence.
     struct Key: Hashable {
         let job: JobID
         let offset: Int
         let seq: Int
         let requestID: UInt16
+        let jobEnded: Bool
     }
 
     /// Log bytes the event carries (a cut CRLF or UTF-8 sequence waits for the next chunk).

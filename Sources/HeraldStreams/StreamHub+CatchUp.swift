@@ -10,16 +10,18 @@ extension StreamHub {
         case let .job(id, log, _): if let cached = cache[id] { catchUpJob(sub, cached, log: log) }
         case let .jobs(ids, _): catchUpJobs(sub, ids)
         case .dashboard:
-            let events = sub.pending
-            sub.pending.removeAll()
-            for (_, event) in events { write(sub, text: event, countsAsEvent: true) }
+            // One at a time until the socket is full: a snapshot of thousands of jobs must wait in
+            // `pending` (where later states replace it), not overflow the outbox and drop the client.
+            while !sub.closed, !sub.isBlocked, let (id, event) = sub.pending.first {
+                sub.pending[id] = nil
+                write(sub, text: event, countsAsEvent: true)
+            }
         }
     }
 
     /// Catches up a one-job stream with `cached`, that job's latest state (the fan-out's hot path).
     func catchUpJob(_ sub: Subscriber, _ cached: CachedJob, log: Bool) {
         guard !sub.closed, !sub.ending else { return }
-        let id = cached.job.id
         if log {
             // One chunk per call: a follower with much log to catch up on continues in the hub's
             // next round (logBacklog), so other streams' events are not held up behind it.
@@ -53,7 +55,7 @@ extension StreamHub {
     /// The `log` event for the chunk of `cached`'s log at `offset`, read and encoded once per hub
     /// round for all followers at that offset (they usually move together); nil when there is no new log.
     private func logPiece(_ cached: CachedJob, from offset: Int, seq: Int, requestID: UInt16) -> LogPiece? {
-        let key = LogPiece.Key(job: cached.job.id, offset: offset, seq: seq, requestID: requestID)
+        let key = LogPiece.Key(job: cached.job.id, offset: offset, seq: seq, requestID: requestID, jobEnded: cached.job.state.isTerminal)
         if let piece = logPieces[key] { return piece }
         let id = cached.job.id
         guard let bytes = try? store.log(id, from: offset, maxBytes: StreamHub.logChunkBytes), !bytes.isEmpty else { return nil }

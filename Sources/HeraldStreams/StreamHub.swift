@@ -27,7 +27,8 @@ public final class StreamHub: @unchecked Sendable {
     private let inboxSignal: EventFD
     private let epoll: Epoll
     private let watcher: any StoreWatcher
-    private let drained = Mutex<Bool>(false)
+    /// Streams handed to `park` that the hub has not registered yet.
+    private let parking = Atomic<Int>(0)
 
     var subscribers: [UInt64: Subscriber] = [:]
     var followers: [JobID: [UInt64: Subscriber]] = [:]
@@ -49,7 +50,8 @@ public final class StreamHub: @unchecked Sendable {
     private var nextToken: UInt64 = 2
     private var nextHeartbeat: Int64 = 0
     private var nextPoll: Int64 = 0
-    private var draining = false
+    /// Set by SIGTERM's drain: the short `retry:` that every stream, open or still arriving, ends with.
+    private var drainRetry: (@Sendable () -> Int)?
 
     enum Command {
         case park(ParkedStream)
@@ -84,13 +86,21 @@ public final class StreamHub: @unchecked Sendable {
     }
 
     /// Hands a stream to the hub (from any thread); its headers have not been written yet.
-    public func park(_ stream: ParkedStream) { send(.park(stream)) }
+    public func park(_ stream: ParkedStream) {
+        parking.add(1, ordering: .sequentiallyConsistent)
+        send(.park(stream))
+    }
 
-    /// Ends every stream with a short `retry:` (SIGTERM) and waits up to `timeout` for them to close.
-    public func drain(retry: @escaping @Sendable () -> Int, timeout: HeraldDuration) {
-        send(.drain(retry: retry))
-        let deadline = Clock.monotonicMilliseconds() + timeout.milliseconds
-        while !drained.withLock({ $0 }), Clock.monotonicMilliseconds() < deadline { Clock.sleep(milliseconds: 20) }
+    /// Ends every open stream with a short `retry:` (SIGTERM), and every stream parked from now on.
+    public func drain(retry: @escaping @Sendable () -> Int) { send(.drain(retry: retry)) }
+
+    /// Waits until no stream is open or on its way to the hub, or until `deadline` (monotonic ms).
+    public func waitUntilClosed(deadline: Int64) {
+        // `register` counts a stream open before it stops counting it as parking: never both 0 in between.
+        while parking.load(ordering: .sequentiallyConsistent) > 0 || metrics.openStreams.load(ordering: .sequentiallyConsistent) > 0,
+              Clock.monotonicMilliseconds() < deadline {
+            Clock.sleep(milliseconds: 10)
+        }
     }
 
     private func send(_ command: Command) {
@@ -135,10 +145,6 @@ public final class StreamHub: @unchecked Sendable {
             }
             if !blocked.isEmpty { dropSlowClients(now: after) }
             if !logBacklog.isEmpty { continueLogs() }
-            if draining, subscribers.isEmpty {
-                drained.withLock { $0 = true }
-                return
-            }
         }
     }
 
@@ -150,9 +156,11 @@ public final class StreamHub: @unchecked Sendable {
         }
         for command in commands {
             switch command {
-            case let .park(stream): register(stream)
+            case let .park(stream):
+                register(stream)
+                parking.subtract(1, ordering: .sequentiallyConsistent)
             case let .drain(retry):
-                draining = true
+                drainRetry = retry
                 for sub in Array(subscribers.values) {
                     guard !sub.ending else { continue }
                     // Past a blocked outbox nothing reaches the client in time: close it now.
@@ -177,12 +185,14 @@ public final class StreamHub: @unchecked Sendable {
         }
         subscribers[token] = sub
         metrics.openStreams.add(1, ordering: .relaxed)
-        if draining {
-            end(sub, head: true, finalEvent: ServerSentEvents.retry(milliseconds: stream.retryMilliseconds))
+        if let drainRetry {
+            end(sub, head: true, finalEvent: ServerSentEvents.retry(milliseconds: drainRetry()))
             return
         }
         write(sub, text: "Status: 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-store\r\n"
             + "X-Accel-Buffering: no\r\n\r\n" + ServerSentEvents.retry(milliseconds: stream.retryMilliseconds))
+        // The client left before it was parked: close() ran, and nothing may list the stream again.
+        guard !sub.closed else { return }
         for id in sub.jobIDs {
             followers[id, default: [:]][token] = sub
             if cache[id] == nil, let job = try? store.job(id) { cache[id] = CachedJob(job, urlPrefix: urlPrefix) }
