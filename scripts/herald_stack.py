@@ -298,12 +298,14 @@ class Stack:
                       'stdin': the stack owns the listening socket and hands it
                       on fd 0 (like spawn-fcgi); 'systemd': on fd 3 with LISTEN_FDS=1.
                       With the last two the socket survives restart_fcgi().
+    fcgi_open_files   start herald-fcgi with this RLIMIT_NOFILE (soft and hard), via prlimit
     """
 
     def __init__(self, bin_dir, workdir, port: int = 0, config_overrides: dict | None = None,
                  runner: bool = True, fcgi_args=(), runner_args=(), fcgi_mode: str = "socket",
                  host: str = "127.0.0.1", web_dir: str = WEB_DIR, nginx: str | None = None,
-                 start_timeout: float = 30.0, stop_grace: float = 10.0, env: dict | None = None):
+                 start_timeout: float = 30.0, stop_grace: float = 10.0, env: dict | None = None,
+                 fcgi_open_files: int | None = None):
         if fcgi_mode not in ("socket", "stdin", "systemd"):
             raise ValueError(f"fcgi_mode must be socket, stdin or systemd, not {fcgi_mode!r}")
         self.bin_dir = os.path.abspath(str(bin_dir))
@@ -321,6 +323,7 @@ class Stack:
         self.start_timeout = start_timeout
         self.stop_grace = stop_grace
         self.extra_env = env or {}
+        self.fcgi_open_files = fcgi_open_files
 
         self.fcgi_bin = os.path.join(self.bin_dir, "herald-fcgi")
         self.runner_bin = os.path.join(self.bin_dir, "herald-runner")
@@ -492,6 +495,9 @@ class Stack:
 
     def start_fcgi(self) -> subprocess.Popen:
         argv = [self.fcgi_bin, "--config", self.config_path]
+        if self.fcgi_open_files is not None:
+            # A hard limit too: herald-fcgi raises its soft limit to the hard one.
+            argv = ["/usr/bin/prlimit", f"--nofile={self.fcgi_open_files}:{self.fcgi_open_files}", "--"] + argv
         if self.fcgi_mode == "socket":
             self.fcgi_proc = self._spawn("herald-fcgi", argv + ["--socket", self.socket_path] + self.fcgi_args)
         elif self.fcgi_mode == "stdin":

@@ -250,7 +250,7 @@ def test_systemd_units_contract():
     fcgi = unit_settings(os.path.join(REPO, "systemd/herald-fcgi.service"))
     assert fcgi["StandardInput"] == ["socket"]
     assert fcgi["StandardOutput"] == ["journal"] and fcgi["StandardError"] == ["journal"]
-    assert fcgi["LimitNOFILE"] == ["20000"] and fcgi["User"] == ["herald-web"]
+    assert fcgi["LimitNOFILE"] == ["20480"] and fcgi["User"] == ["herald-web"]
     assert sorted(fcgi["ReadWritePaths"][0].split()) == ["/var/lib/herald/cancel", "/var/lib/herald/new", "/var/lib/herald/tmp"]
     runner = unit_settings(os.path.join(REPO, "systemd/herald-runner.service"))
     assert runner["ExecStart"][0].split()[1] == "work" and runner["User"] == ["herald"]

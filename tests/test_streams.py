@@ -443,6 +443,29 @@ def test_over_capacity_a_new_stream_gets_a_long_retry_and_an_immediate_end(stack
         assert_stream_head(s, 3000)
 
 
+def test_max_streams_is_lowered_to_what_the_open_file_limit_holds(make_stack):
+    """max_streams 20000 with a hard limit of 300 descriptors: herald-fcgi says so at start
+    and answers the 45th stream (300 - 256 reserved) with the over-capacity retry, instead of
+    failing its accepts and reads with EMFILE."""
+    stack = make_stack(runner=False, fcgi_open_files=300, config_overrides={"max_streams": 20000})
+    assert "max_streams 20000 lowered to 44: the open-file limit is 300" in stack.read_log("herald-fcgi")
+    job = submit(stack)
+    streams = []
+    try:
+        for _ in range(44):
+            s = EventStream(stack, f"/jobs/{job['id']}/events")
+            streams.append(s)
+            assert_stream_head(s)
+            assert s.next_event()["event"] == "status"
+        with EventStream(stack, f"/jobs/{job['id']}/events") as extra:
+            assert extra.wait_headers() == 200
+            blocks = extra.read_all(10)
+            assert extra.eof and len(blocks) == 1 and blocks[0]["retry"] >= 5000, blocks
+    finally:
+        for s in streams:
+            s.close()
+
+
 @pytest.mark.stack(runner=False, config_overrides={"retry": "3s"})
 def test_sigterm_ends_open_streams_with_a_short_retry_and_exits_within_5s(stack):
     writer = StateWriter(stack)

@@ -30,9 +30,11 @@ struct HeraldFCGI: ParsableCommand {
 
     /// Accepting threads: streams park in the hub, so only plain requests hold one.
     static let acceptingThreads = 8
+    /// Descriptors kept back from `max_streams` for everything that is not a parked stream.
+    static let reservedFiles = 256
 
     func run() throws {
-        let config: Config
+        var config: Config
         do { config = try ConfigFile.load(explicit: self.config) } catch {
             log(.error, "bad configuration: \(error)")
             throw ExitCode(78)
@@ -41,6 +43,7 @@ struct HeraldFCGI: ParsableCommand {
             print("configuration OK: \(ConfigFile.path(explicit: self.config))")
             return
         }
+        config.maxStreams = streamLimit(config.maxStreams)
         let auth = try loadAuth(config)
         let store: DirectoryStore
         do { store = try (try? DirectoryStore(root: config.stateDir, create: true)) ?? DirectoryStore(root: config.stateDir, create: false) } catch {
@@ -88,6 +91,17 @@ struct HeraldFCGI: ParsableCommand {
         hub.waitUntilClosed(deadline: deadline)
         log(.info, "stopped")
         Glibc.exit(0)
+    }
+
+    /// `max_streams`, lowered to what the open-file limit (first raised to its hard limit) can hold.
+    func streamLimit(_ configured: Int) -> Int {
+        guard let files = try? ResourceLimits.raiseOpenFiles() else { return configured }
+        // A stream holds one descriptor; the rest is for the listener, connections being accepted and the store.
+        let fits = max(1, files - HeraldFCGI.reservedFiles)
+        if configured > fits {
+            log(.warning, "max_streams \(configured) lowered to \(fits): the open-file limit is \(files) (raise LimitNOFILE)")
+        }
+        return min(configured, fits)
     }
 
     func loadAuth(_ config: Config) throws -> SubmitterAuth {

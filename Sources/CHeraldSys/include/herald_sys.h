@@ -37,4 +37,6 @@ int herald_memfd_create(const char *name);
 int herald_set_child_subreaper(void);
 /* glibc declares it only with _GNU_SOURCE, which Swift does not define. */
 int herald_spawn_closefrom(posix_spawn_file_actions_t *actions, int from);
+/* Raises the soft RLIMIT_NOFILE to the hard one; returns the soft limit then in force, or -1. */
+long herald_raise_open_files(void);
 #endif
