@@ -11,6 +11,13 @@ public struct Inotify: Sendable {
         public let watch: Int32
         public let mask: UInt32
         public let name: String
+
+        /// An event of `watch` (-1 for the queue overflow) with `mask`, about the file `name`.
+        public init(watch: Int32, mask: UInt32, name: String) {
+            self.watch = watch
+            self.mask = mask
+            self.name = name
+        }
     }
 
     /// A new non-blocking, close-on-exec inotify instance.

@@ -32,21 +32,35 @@ final class DirectoryWatcher: StoreWatcher {
     deinit { inotify?.fd.close() }
 
     func changes() throws(StoreError) -> [StoreChange] {
-        var changes = Set<StoreChange>()
         if let inotify {
             let events: [Inotify.Event]
             do { events = try inotify.readEvents() } catch { throw .unavailable(error.description) }
-            for event in events {
-                guard let dir = directories[event.watch], let change = change(in: dir, name: event.name) else { continue }
-                changes.insert(change)
+            return try changes(from: events)
+        }
+        var changes = Set<StoreChange>()
+        for (dir, before) in seen {
+            let now = try fingerprints(dir)
+            for (name, print) in now where before[name] != print {
+                if let change = change(in: dir, name: name) { changes.insert(change) }
             }
-        } else {
-            for (dir, before) in seen {
-                let now = try fingerprints(dir)
-                for (name, print) in now where before[name] != print {
-                    if let change = change(in: dir, name: name) { changes.insert(change) }
+            seen[dir] = now
+        }
+        return Array(changes)
+    }
+
+    /// What inotify `events` report. After a queue overflow (the kernel dropped events) that is
+    /// every file there is: readers compare seqs and log offsets, so nothing is sent twice.
+    func changes(from events: [Inotify.Event]) throws(StoreError) -> [StoreChange] {
+        var changes = Set<StoreChange>()
+        for event in events {
+            if event.mask & UInt32(IN_Q_OVERFLOW) != 0 {
+                for dir in directories.values {
+                    for name in try store.names(dir) {
+                        if let change = change(in: dir, name: name) { changes.insert(change) }
+                    }
                 }
-                seen[dir] = now
+            } else if let dir = directories[event.watch], let change = change(in: dir, name: event.name) {
+                changes.insert(change)
             }
         }
         return Array(changes)

@@ -149,6 +149,21 @@ import Testing
         #expect(try changes(watcher).contains(.cancelRequested(job.id)))
     }
 
+    @Test func aWatcherWhoseQueueOverflowedReportsEverything() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let watcher = try DirectoryWatcher(store: store, forcePolling: false)
+        let queued = try fixture.submit()
+        let waiting = try fixture.submit()
+        _ = try store.ingest()
+        let submitted = try fixture.submit()
+        try FileDescriptor.open(store.logPath(queued.id), O_WRONLY | O_CREAT).close()
+        try store.requestCancel(waiting.id)
+        let overflow = Inotify.Event(watch: -1, mask: UInt32(IN_Q_OVERFLOW), name: "")
+        let changes = Set(try watcher.changes(from: [overflow]))
+        #expect(changes == [.job(queued.id), .job(waiting.id), .submitted(submitted.id), .log(queued.id), .cancelRequested(waiting.id)])
+    }
+
     @Test func countsAndFiltersStayTrueAcrossEndingGcAndForgedSubmissions() throws {
         let fixture = try StoreFixture()
         let store = fixture.store
