@@ -76,11 +76,16 @@ extension DirectoryStore: RunnerStore {
 
     func unlinkQuietly(_ path: String) { _ = try? FileSystem.unlink(path) }
 
+    /// Makes the names created or removed in `dirs` durable (not every filesystem orders them with other writes).
+    func syncDirectories(_ dirs: [String]) throws(StoreError) {
+        try unavailableOnFailure { () throws(SystemError) in for dir in dirs { try FileSystem.syncDirectory(dir) } }
+    }
+
     public func ingest(kinds: [String: KindConfig]?, refused: (JobID, String) -> Void) throws(StoreError) -> Int {
         let waiting = try names(new).compactMap { DirectoryStore.id(fromFileName: $0, suffix: ".json") }
         guard !waiting.isEmpty else { return 0 }
         return try withQueueLock { () throws(StoreError) -> Int in
-            var count = 0
+            var ingested: [JobID] = []
             for id in waiting {
                 guard FileSystem.exists(submissionPath(id)) else { continue }  // another runner took it
                 // The web side may write new/ but never job state: a forged file must not become
@@ -99,11 +104,14 @@ extension DirectoryStore: RunnerStore {
                 // which the next ingest completes; never a queued job without a marker.
                 try touch(marker(id))
                 try write(job, durable: false)
-                unlinkQuietly(submissionPath(id))
-                count += 1
+                ingested.append(id)
             }
-            try unavailableOnFailure { () throws(SystemError) in try FileSystem.syncDirectory(jobsDir) }
-            return count
+            guard !ingested.isEmpty else { return 0 }
+            // Markers and jobs are durable before any submission goes: whatever a power cut keeps of
+            // new/ (another writer's fsync of new/ may make an unlink durable early), a job is never nowhere.
+            try syncDirectories([queue, jobsDir])
+            for id in ingested { unlinkQuietly(submissionPath(id)) }
+            return ingested.count
         }
     }
 
@@ -173,6 +181,7 @@ extension DirectoryStore: RunnerStore {
                 }
                 unlinkQuietly(path)
             }
+            try syncDirectories([queue])
             return recovered
         }
     }
@@ -229,6 +238,8 @@ extension DirectoryStore: RunnerStore {
                 guard let lock = try lockNow(lockPath) else { slot?.close(); continue }
                 guard let started = job.applying(.start, at: now, retries: kind.retries) else { lock.close(); slot?.close(); continue }
                 do throws(StoreError) {
+                    // The lock file is durable before the running state: recovery finds a job by it.
+                    try syncDirectories([running])
                     try write(started, durable: true)
                 } catch {
                     // The rename may have happened before the failure: the lock file stays, so recovery
@@ -277,7 +288,10 @@ extension DirectoryStore: RunnerStore {
         try replaceAtomically(statusPath(job.id), with: DirectoryStore.encode(job), syncDirectory: durable ? jobsDir : nil)
     }
 
-    public func enqueue(_ id: JobID) throws(StoreError) { try touch(marker(id)) }
+    public func enqueue(_ id: JobID) throws(StoreError) {
+        try touch(marker(id))
+        try syncDirectories([queue])
+    }
 
     public func isCancelRequested(_ id: JobID) -> Bool { FileSystem.exists(cancelPath(id)) }
 
