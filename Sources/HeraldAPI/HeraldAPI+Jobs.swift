@@ -6,10 +6,13 @@ extension HeraldAPI {
     func submit(_ request: APIRequest, _ query: Query) throws(APIError) -> APIResponse {
         try requireSubmitter(request, query)
         let contentType = request.params["CONTENT_TYPE"] ?? ""
-        guard contentType.split(separator: ";").first.map({ $0.trimmingCharacters() == "application/json" }) == true else {
+        // Media types are case-insensitive (RFC 9110 §8.3.1).
+        guard contentType.split(separator: ";").first.map({ $0.trimmingCharacters().lowercased() == "application/json" }) == true else {
             throw APIError(415, "unsupported_media_type", "the body must be JSON (Content-Type: application/json)")
         }
-        guard let length = Int(request.params["CONTENT_LENGTH"] ?? "0"), length >= 0 else {
+        // nginx's fastcgi_params sends an empty CONTENT_LENGTH for a request without a body.
+        let declared = request.params["CONTENT_LENGTH"].flatMap { $0.isEmpty ? nil : $0 } ?? "0"
+        guard let length = Int(declared), length >= 0 else {
             throw APIError(400, "bad_request", "Content-Length is not a number")
         }
         // Refused from the declared length, before a byte of the body is read.
@@ -23,7 +26,8 @@ extension HeraldAPI {
         }
         guard case .object = json else { throw APIError(400, "bad_json", "the body must be a JSON object with 'kind' and 'params'") }
         guard let kindName = json["kind"]?.stringValue else { throw APIError(400, "bad_json", "'kind' must be a string") }
-        guard let kind = config.kinds[kindName] else {
+        // Byte for byte, as for param names: a canonically equal spelling is another kind's lock files.
+        guard let kind = config.kinds[kindName], kind.name.utf8.elementsEqual(kindName.utf8) else {
             throw APIError(422, "unknown_kind", "no job kind named '\(kindName.prefix(64))'")
         }
         let params: [String: String]
@@ -31,7 +35,7 @@ extension HeraldAPI {
             throw APIError(422, "invalid_params", error.description)
         }
         let id = JobID(milliseconds: UInt64(Clock.wallMilliseconds()), random: RandomSource.bytes(10))
-        let job = Job(id: id, kind: kindName, params: params, now: Timestamp(milliseconds: Clock.wallMilliseconds()))
+        let job = Job(id: id, kind: kind.name, params: params, now: Timestamp(milliseconds: Clock.wallMilliseconds()))
         try storeCall { () throws(StoreError) in try store.submit(job) }
         return .json(201, job.json(urlPrefix: config.urlPrefix), headers: [("Location", "\(config.urlPrefix)/\(id)")])
     }

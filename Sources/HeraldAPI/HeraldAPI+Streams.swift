@@ -39,6 +39,7 @@ extension HeraldAPI {
         }
         var ids: [JobID] = []
         for text in texts {
+            guard !text.isEmpty else { throw APIError(400, "bad_query", "ids has an empty entry (ids=A,B,…)") }
             guard let id = JobID(text) else { throw APIError(404, "not_found", "no job with id \(text.prefix(40))") }
             if !ids.contains(id) { ids.append(id) }
         }

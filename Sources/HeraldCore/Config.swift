@@ -58,9 +58,12 @@ public struct ParamPattern: @unchecked Sendable {
     private let regex: Regex<AnyRegexOutput>
 
     /// Compiles `source`; throws when it is not a valid regex.
+    ///
+    /// Matched one Unicode scalar at a time with ASCII classes, as in PCRE: by default Swift matches
+    /// whole characters, so `.` would swallow any number of combining marks and `\d` any script's digits.
     public init(_ source: String) throws {
         self.source = source
-        regex = try Regex(source)
+        regex = try Regex(source).matchingSemantics(.unicodeScalar).asciiOnlyCharacterClasses()
     }
 
     /// Whether the regex matches all of `value` (so a trailing newline is not ignored).

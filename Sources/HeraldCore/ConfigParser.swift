@@ -186,6 +186,9 @@ extension Config {
         return v
     }
 
+    /// The longest duration any key takes.
+    static let maxDuration = HeraldDuration(milliseconds: 366 * 86_400_000)
+
     private static func duration(_ node: Node, key: String, min: Int64) throws(ConfigError) -> HeraldDuration {
         let s = try scalar(node, key: key, expected: "a duration")
         guard let d = HeraldDuration(parsing: s.string) else {
@@ -193,6 +196,10 @@ extension Config {
         }
         guard d.milliseconds >= min else {
             throw ConfigError(key: key, line: line(node), message: "must be at least \(HeraldDuration(milliseconds: min))")
+        }
+        // Far beyond any sensible value, and far below where arithmetic on milliseconds could overflow.
+        guard d.milliseconds <= maxDuration.milliseconds else {
+            throw ConfigError(key: key, line: line(node), message: "must be at most \(maxDuration)")
         }
         return d
     }

@@ -177,7 +177,8 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
     public func log(_ id: JobID, from offset: Int, maxBytes: Int) throws(StoreError) -> [UInt8] {
         do {
             let fd = try FileDescriptor.open(logPath(id), O_RDONLY)
-            return try fd.closeAfter { (fd) throws(SystemError) in try fd.read(at: offset, upTo: maxBytes) }
+            // Sized by what the file holds: the log route asks for up to 11 MiB, mostly of far less.
+            return try fd.closeAfter { (fd) throws(SystemError) in try fd.read(at: offset, upTo: min(maxBytes, max(0, try fd.size() - offset))) }
         } catch {
             if error.errno == ENOENT { return [] }
             throw .unavailable(error.description)

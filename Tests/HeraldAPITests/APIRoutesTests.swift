@@ -20,7 +20,7 @@ import Testing
 
     @Test func bodyOverTheLimitIsRefusedBeforeItIsRead() throws {
         let f = try APIFixture()
-        let sent = f.send("POST", "/jobs", body: "{}", contentLength: 5000)
+        let sent = f.send("POST", "/jobs", body: "{}", contentLength: "5000")
         guard case let .response(r) = sent.answer else { Issue.record("no response"); return }
         #expect(r.status == 413)
         #expect(r.errorCode == "body_too_large")
@@ -31,6 +31,21 @@ import Testing
         let f = try APIFixture()
         guard case let .response(r) = f.send("POST", "/jobs", body: "kind=demo", contentType: "application/x-www-form-urlencoded").answer else { return }
         #expect(r.status == 415)
+    }
+
+    @Test func theMediaTypeIsCaseInsensitive() throws {
+        let f = try APIFixture()
+        let sent = f.send("POST", "/jobs", body: #"{"kind":"demo"}"#, contentType: "Application/JSON; charset=UTF-8")
+        guard case let .response(r) = sent.answer else { Issue.record("no response"); return }
+        #expect(r.status == 201)
+    }
+
+    @Test func aPostWithoutABodyIsBadJSONNotABadLength() throws {
+        let f = try APIFixture()
+        // nginx's fastcgi_params sends CONTENT_LENGTH empty when there is no body.
+        guard case let .response(r) = f.send("POST", "/jobs", contentLength: "").answer else { Issue.record("no response"); return }
+        #expect(r.status == 400)
+        #expect(r.errorCode == "bad_json")
     }
 
     @Test(arguments: ["", "{", "[1]", #"{"kind": 5}"#, "{\"kind\":\"demo\"}garbage", "\u{FEFF}{}"])

@@ -75,6 +75,9 @@ import Testing
         #expect(ids == [a.id, b.id])
         let tooMany = Array(repeating: a.id.text, count: 65).joined(separator: ",")
         #expect(f.response("GET", "/jobs/events?ids=\(tooMany)").status == 400)
+        for empty in ["", "\(a.id),,\(b.id)", "\(a.id),"] {
+            #expect(f.response("GET", "/jobs/events?ids=\(empty)").errorCode == "bad_query", "ids=\(empty)")
+        }
         let doneB = try finish(f, b)
         #expect(f.response("GET", "/jobs/events?ids=\(a.id),\(b.id)", headers: ["LAST_EVENT_ID": "\(a.seq)_\(doneB.seq)"]).status == 204)
     }

@@ -35,8 +35,8 @@ final class APIFixture {
 
     /// Sends a request; `bodyRead` tells whether the API read the body.
     func send(_ method: String, _ uri: String, body: String = "", headers: [String: String] = [:],
-              contentType: String? = "application/json", contentLength: Int? = nil) -> (answer: APIAnswer, bodyRead: Bool) {
-        var params = ["REQUEST_METHOD": method, "REQUEST_URI": uri, "CONTENT_LENGTH": String(contentLength ?? body.utf8.count)]
+              contentType: String? = "application/json", contentLength: String? = nil) -> (answer: APIAnswer, bodyRead: Bool) {
+        var params = ["REQUEST_METHOD": method, "REQUEST_URI": uri, "CONTENT_LENGTH": contentLength ?? String(body.utf8.count)]
         if let contentType { params["CONTENT_TYPE"] = contentType }
         for (k, v) in headers { params["HTTP_" + k] = v }
         let read = Flag()

@@ -79,6 +79,25 @@ import Testing
         #expect(try validate(Self.report, #"{"count":"1","count":"2"}"#) == ["count": "2"])
     }
 
+    @Test func patternsMatchUnicodeScalarsWithASCIIClasses() throws {
+        // Swift's default semantics would take a letter with 30 combining accents as one `.`,
+        // and any script's digits for `\d`; an allow-list must be as strict as PCRE.
+        let short = try ParamPattern("^.{1,4}$")
+        #expect(short.matchesWhole("abcd"))
+        #expect(!short.matchesWhole("a" + String(repeating: "\u{0301}", count: 30)))
+        let digits = try ParamPattern("^\\d{4}$")
+        #expect(digits.matchesWhole("2026"))
+        #expect(!digits.matchesWhole("\u{0662}\u{0660}\u{0662}\u{0666}"))
+        let upper = try ParamPattern("^[A-Z]+$")
+        #expect(!upper.matchesWhole("\u{212A}"))  // KELVIN SIGN, canonically a K
+    }
+
+    @Test func paramNamesMatchTheAllowListByteForByte() {
+        let kind = KindConfig(name: "k", executor: .command(["/bin/true"]), params: ["Kind": try! ParamPattern(".*")])
+        #expect(throws: ParamsError.self) { try kind.validate(params: .object([("\u{212A}ind", .string("x"))])) }
+        #expect(try! kind.validate(params: .object([("Kind", .string("x"))])) == ["Kind": "x"])
+    }
+
     @Test func paramPatternCompilation() {
         #expect(throws: (any Error).self) { try ParamPattern("[0-9") }
         #expect(throws: (any Error).self) { try ParamPattern("(a") }
