@@ -1,12 +1,14 @@
 """A real headless Chromium against the real stack (nginx + herald-fcgi + herald-runner):
 the demo page and herald.js, driven only by EventSource."""
 
+import os
 import re
 import time
 
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+from support_herald import wait_until
 
 JOB_PATH = re.compile(r"^/jobs/[0-9a-hjkmnp-tv-z]{26}(\?.*)?$")
 
@@ -22,19 +24,25 @@ def open_demo(browser, stack):
     wait_for(browser, lambda d: d.find_element(By.ID, "start").is_enabled(), 15, "#start is not usable")
 
 
-def test_demo_page_shows_live_progress_without_polling(stack, browser):
-    open_demo(browser, stack)
-    for field, value in (("steps", "5"), ("interval", "300"), ("fail-at", "")):
+def start_from_the_form(browser, steps, interval, fail_at=""):
+    """Starts a demo job with the page's form; returns its id from the row that appears."""
+    for field, value in (("steps", steps), ("interval", interval), ("fail-at", fail_at)):
         el = browser.find_element(By.ID, field)
         el.clear()
         if value:
             el.send_keys(value)
     browser.find_element(By.ID, "start").click()
-
     row = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "[data-job-id]"), 15,
                    "no job row appeared after #start")[0]
     job_id = row.get_attribute("data-job-id")
     assert re.fullmatch(r"[0-9a-hjkmnp-tv-z]{26}", job_id), job_id
+    return job_id
+
+
+def test_demo_page_shows_live_progress_without_polling(stack, browser):
+    open_demo(browser, stack)
+    job_id = start_from_the_form(browser, steps="5", interval="300")
+    row = browser.find_element(By.CSS_SELECTOR, f"[data-job-id='{job_id}']")
 
     # Watch the row as it updates: the progress must move through intermediate values.
     seen_progress, seen_states = [], []
@@ -137,3 +145,80 @@ def test_herald_js_watches_several_jobs_over_one_stream(stack, browser):
     streams = wait_for(browser, lambda d: [uri for _, uri, _ in stack.requests_seen("GET", "/jobs/events")], 5,
                        "nginx never logged the multi-job stream")
     assert all("ids=" in uri for uri in streams), streams
+
+
+LOG_WATCH_SCRIPT = """
+const [id] = arguments;
+window.__watch = {statuses: [], connection: [], end: null, errors: [], log: ''};
+const w = window.__watch;
+// The next stream herald.js opens (not the browser's own reconnects) asks for an unknown job,
+// so it fails hard (404) while GET /jobs/ID works: herald.js then learns from the GET that
+// the job has ended, before any stream has carried the end of its log.
+window.__breakOnce = false;
+const Real = window.EventSource;
+window.EventSource = class extends Real {
+  constructor(url, init) {
+    if (window.__breakOnce) {
+      window.__breakOnce = false;
+      url = url.replace(/\\/jobs\\/[0-9a-z]{26}\\/events/, '/jobs/00000000000000000000000000/events');
+    }
+    super(url, init);
+  }
+};
+window.__handle = Herald.watchJob(id, {
+  log: true,
+  onStatus: (job) => w.statuses.push({id: job.id, state: job.state, progress: job.progress, seq: job.seq}),
+  onLog: (text) => { w.log += text; },
+  onConnection: (s) => w.connection.push(s),
+  onEnd: (result) => { w.end = result; },
+  onError: (e) => w.errors.push(String(e.message)),
+});
+"""
+
+
+def test_herald_js_log_watch_gets_the_whole_log_when_the_job_ends_during_an_outage(make_stack, browser):
+    stack = make_stack()
+    open_demo(browser, stack)
+    job = stack.submit("demo", {"steps": "8", "interval_ms": "250"})
+    browser.execute_script(LOG_WATCH_SCRIPT, job["id"])
+    wait_for(browser, lambda d: "step 2/8" in watch_state(d)["log"], 20, "no log before the outage")
+    stack.stop_fcgi()  # nginx answers 502 meanwhile: EventSource gives up, herald.js retries
+    status_file = stack.state_dir + f"/jobs/{job['id']}.json"
+    wait_until(lambda: '"succeeded"' in open(status_file).read(), 20, what="the job to end during the outage")
+    browser.execute_script("window.__breakOnce = true")
+    stack.start_fcgi()
+    stack.wait_healthy()
+    w = wait_for(browser, lambda d: (lambda w: w if w["end"] is not None else None)(watch_state(d)), 40,
+                 "onEnd never came after the outage")
+    assert w["end"] == "succeeded", w
+    assert w["statuses"][-1]["state"] == "succeeded", w["statuses"]
+    status, _, log = stack.request("GET", f"/jobs/{job['id']}/log")
+    assert status == 200 and "step 8/8" in log.decode()
+    assert w["log"] == log.decode(), f"the watch got {w['log']!r}, the log is {log.decode()!r}"
+
+
+def test_demo_page_marks_a_job_the_server_forgot_as_gone_and_stops_asking(make_stack, browser):
+    """The state directory loses a watched job (wiped between two `make demo` runs): the page
+    shows it as gone instead of reopening its stream at once, for ever."""
+    stack = make_stack()
+    open_demo(browser, stack)
+    job = {"id": start_from_the_form(browser, steps="400", interval="250")}
+    wait_for(browser, lambda d: d.execute_script(
+        "return document.querySelector(`[data-job-id='${arguments[0]}']`).dataset.state", job["id"]) == "running",
+        20, "the page never showed the job running")
+    stack.stop_runner(grace=1)
+    stack.stop_fcgi()
+    for sub in ("jobs", "new", "logs"):
+        path = os.path.join(stack.state_dir, sub, job["id"] + (".log" if sub == "logs" else ".json"))
+        if os.path.exists(path):
+            os.unlink(path)
+    stack.start_runner()
+    stack.start_fcgi()
+    stack.wait_healthy()
+    wait_for(browser, lambda d: d.execute_script(
+        "return document.querySelector(`[data-job-id='${arguments[0]}']`).dataset.state", job["id"]) == "gone", 30,
+        "the page never marked the forgotten job as gone")
+    asked = len(stack.requests_seen("GET", "/jobs"))
+    time.sleep(3)
+    again = stack.requests_seen("GET", "/jobs")[asked:]
+    assert len(again) <= 2, f"the page kept asking for the forgotten job: {again}"

@@ -58,7 +58,7 @@ function rowFor(job) {
   $('.cancel', el).addEventListener('click', () => cancel(job.id));
   const details = $('details.log', el);
   details.addEventListener('toggle', () => toggleLog(job.id, details.open));
-  r = { el, job: null, logWatch: null };
+  r = { el, job: null, logWatch: null, gone: false };
   rows.set(job.id, r);
   jobsList.prepend(el);
   $('#no-jobs').hidden = true;
@@ -101,7 +101,18 @@ function render(job) {
 // ---- the one status stream ----------------------------------------------------
 
 function activeIds() {
-  return [...rows.values()].filter((r) => r.job && !isTerminal(r.job.state)).map((r) => r.job.id);
+  return [...rows.values()].filter((r) => r.job && !r.gone && !isTerminal(r.job.state)).map((r) => r.job.id);
+}
+
+// A job the server no longer knows (its state directory was wiped): shown as gone and
+// never asked for again, or every watch would end at once and start over, for ever.
+function markGone(r) {
+  r.gone = true;
+  r.el.dataset.state = 'gone';
+  $('.state', r.el).textContent = 'gone';
+  $('.message', r.el).textContent = 'The server no longer knows this job.';
+  $('.cancel', r.el).disabled = true;
+  announce(`Job ${shortId(r.job.id)} is gone`);
 }
 
 // Reopen the multi-job stream when a job it does not carry must be watched.
@@ -118,8 +129,12 @@ function watchActive() {
   mine = watchJobs(ids, {
     onStatus: render,
     onConnection: (state) => { if (mine === null || stream === mine) setConnection(state); },
-    onEnd: () => {
+    onEnd: (result) => {
       if (stream !== mine) return;
+      for (const [id, state] of Object.entries((result && result.jobs) || {})) {
+        const r = rows.get(id);
+        if (r && r.job && !r.gone && !isTerminal(state) && !isTerminal(r.job.state)) markGone(r);
+      }
       stream = null;
       streamIds = new Set();
       setConnection('idle');

@@ -158,6 +158,7 @@
     var backoff = 1000;
     var timer = null;
     var ids = spec.ids;
+    var logTailAsked = false;
 
     function setConn(s) {
       if (s === connState) return;
@@ -274,7 +275,15 @@
       if (!pending.length) { finish(endResult()); return; }
       var failedHard = null;
       Promise.all(pending.map(function (id) {
-        return getJob(id, { baseUrl: opts.baseUrl, token: opts.accessToken }).then(deliver, function (err) {
+        return getJob(id, { baseUrl: opts.baseUrl, token: opts.accessToken }).then(function (job) {
+          // A log watch of a job that ended meanwhile still lacks the end of its log: one more
+          // stream brings it, then the final status and `end` (or 204 if nothing is missing).
+          if (opts.log && !spec.multi && job && isTerminal(job.state) && !logTailAsked) {
+            logTailAsked = true;
+            return;
+          }
+          deliver(job);
+        }, function (err) {
           if (err && (err.status === 404 || err.status === 401 || err.status === 403)) {
             failedHard = err;
             if (spec.multi && err.status === 404) states[id] = UNKNOWN;
