@@ -25,14 +25,24 @@ const CONNECTION_TEXT = {
 
 function setConnection(state) {
   const el = $('#connection');
+  const was = el.dataset.state;
   el.dataset.state = state;
   $('.text', el).textContent = CONNECTION_TEXT[state] || state;
+  // The indicator itself is not a live region (every new job would read out Connecting… Live);
+  // only losing the connection is worth interrupting for.
+  if (state === 'reconnecting' && was === 'open') announce('Connection lost, reconnecting');
 }
 
+let announcements = [];
 function announce(text) {
-  // Clearing first makes screen readers repeat identical messages.
+  // Messages within one tick are read together; clearing first makes screen readers repeat identical ones.
+  announcements.push(text);
+  if (announcements.length > 1) return;
   announcer.textContent = '';
-  setTimeout(() => { announcer.textContent = text; }, 50);
+  setTimeout(() => {
+    announcer.textContent = announcements.join('. ');
+    announcements = [];
+  }, 50);
 }
 
 // ---- job rows ----------------------------------------------------------------
@@ -88,7 +98,9 @@ function render(job) {
     err.hidden = true;
     err.textContent = '';
   }
-  $('.cancel', el).disabled = isTerminal(job.state);
+  const cancelButton = $('.cancel', el);
+  if (isTerminal(job.state) && document.activeElement === cancelButton) el.focus();  // not lost to <body>
+  cancelButton.disabled = isTerminal(job.state);
   if (!prev || prev.state !== job.state) {
     const extra = job.state === 'failed' && job.error ? ` (${job.error.message})` : '';
     announce(`Job ${shortId(job.id)} ${job.state}${extra}`);
