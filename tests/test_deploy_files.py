@@ -247,6 +247,8 @@ def test_systemd_units_contract():
     sock = unit_settings(os.path.join(REPO, "systemd/herald-fcgi.socket"))
     assert sock["ListenStream"] == ["/run/herald/fcgi.sock"]
     assert sock["SocketGroup"] == ["www-data"] and sock["SocketMode"] == ["0660"] and sock["Backlog"] == ["4096"]
+    # PartOf= the service would restart (and remove) the socket with the service: refused connections.
+    assert "PartOf" not in sock and "BindsTo" not in sock, sock
     fcgi = unit_settings(os.path.join(REPO, "systemd/herald-fcgi.service"))
     assert fcgi["StandardInput"] == ["socket"]
     assert fcgi["StandardOutput"] == ["journal"] and fcgi["StandardError"] == ["journal"]
