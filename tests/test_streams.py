@@ -65,7 +65,9 @@ def assert_stream_head(stream, retry_ms=None):
 
 @pytest.mark.stack(config_overrides={"retry": "2s"})
 def test_runner_demo_stream_delivers_every_step_in_order_then_end_succeeded(stack):
-    job = submit(stack, params={"steps": "5", "interval_ms": "100"})
+    # 300 ms a step: the demo keeps a fixed timetable, so a late step shortens the next state,
+    # and SPEC §4 promises only the states that last 100 ms or more.
+    job = submit(stack, params={"steps": "5", "interval_ms": "300"})
     with EventStream(stack, f"/jobs/{job['id']}/events") as s:
         assert_stream_head(s, 2000)
         blocks = s.read_all(timeout=20)
@@ -76,7 +78,7 @@ def test_runner_demo_stream_delivers_every_step_in_order_then_end_succeeded(stac
     assert seqs == sorted(set(seqs)), f"seq not strictly increasing: {seqs}"
     progress = [j["progress"] for j in sts]
     assert progress == sorted(progress), f"progress went back: {progress}"
-    # Every state that lasted 100 ms is seen: 20, 40, 60, 80 % (100 % may merge with the end).
+    # Every state that lasted 100 ms or more is seen: 20, 40, 60, 80 % (100 % may merge with the end).
     assert {20.0, 40.0, 60.0, 80.0} <= set(progress), progress
     assert sts[-1]["state"] == "succeeded" and sts[-1]["progress"] == 100.0
     assert all(b["id"] for b in blocks if b["event"] == "status"), "a status event without id"
@@ -400,17 +402,19 @@ def test_heartbeat_pings_arrive_every_heartbeat(stack):
         assert_stream_head(s)
         s.next_event()
         pings = []
-        deadline = time.monotonic() + 3.6
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline and len(pings) < 5:
             try:
                 block = s.next_block(deadline - time.monotonic())
             except AssertionError:
                 break
             if block and block["comments"] == ["ping"] and block["data"] is None:
                 pings.append(block["t"])
-    assert len(pings) >= 3, pings
+    assert len(pings) >= 5, pings
+    # Judged on the mean (a late receipt shortens the next gap) and on no skipped heartbeat.
     gaps = [b - a for a, b in zip(pings, pings[1:])]
-    assert all(0.6 <= g <= 1.5 for g in gaps), gaps
+    mean = (pings[-1] - pings[0]) / (len(pings) - 1)
+    assert 0.8 <= mean <= 1.25 and max(gaps) < 1.9, gaps
 
 
 @pytest.mark.stack(runner=False, config_overrides={"max_streams": 2, "retry": "3s"})
@@ -494,8 +498,9 @@ def test_sigterm_ends_open_streams_with_a_short_retry_and_exits_within_5s(stack)
             s.close()
 
 
-@pytest.mark.stack(runner=False)
+@pytest.mark.stack(runner=False, config_overrides={"heartbeat": "60s"})
 def test_a_client_that_hangs_up_is_noticed_at_once(stack):
+    # "At once": by the hang-up itself, not at the next heartbeat (60 s here, 20x the wait below).
     writer = StateWriter(stack)
     job = queued_job(stack, writer)
     for kind in ("close", "reset"):
@@ -508,7 +513,7 @@ def test_a_client_that_hangs_up_is_noticed_at_once(stack):
             s.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         t0 = time.monotonic()
         s.close()
-        wait_until(lambda: metric(stack, "herald_open_streams") == 0, 1.0, interval=0.01,
+        wait_until(lambda: metric(stack, "herald_open_streams") == 0, 3.0, interval=0.01,
                    what=f"the gauge dropping after a {kind}")
         print(f"hang-up ({kind}) noticed after {1000 * (time.monotonic() - t0):.0f} ms")
         assert metric(stack, "herald_stream_hangups_total") == before + 1
@@ -555,7 +560,10 @@ def test_a_client_that_never_reads_does_not_delay_others_and_is_dropped(stack):
                 time.sleep(0.1)
             print(f"fast client's delays while a client did not read: max {1000 * max(delays):.0f} ms, "
                   f"{len(delays)} events")
-            assert max(delays) < 0.5, delays
+            # A hub blocked on the slow client would hold the fast one until the 10 s drop (and
+            # next_event would time out); one scheduler stall on a busy machine is not that.
+            ordered = sorted(delays)
+            assert ordered[int(0.95 * (len(ordered) - 1))] < 0.25 and ordered[-1] < 2.0, ordered
             assert dropped, "the client that never reads was not dropped within 15 s"
             wait_until(lambda: metric(stack, "herald_open_streams") == 1, 2, what="only the fast stream left")
             # And the fast stream still works after the drop.
@@ -587,16 +595,18 @@ def test_polling_watcher_dashboard_sees_a_change_that_a_new_job_stream_loaded_fi
             with EventStream(stack, f"/jobs/{job['id']}/events") as s:
                 assert_stream_head(s)
                 assert json.loads(s.next_event(5)["data"])["seq"] == changed["seq"]
+                # Waits for that change for up to 5 s (a poll is 250 ms): a miss never arrives.
                 seen = []
-                while True:
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline:
                     try:
-                        ev = dash.next_event(0.8)
+                        ev = dash.next_event(max(0.05, deadline - time.monotonic()))
                     except AssertionError:
                         break
                     seen.append(json.loads(ev["data"]))
-                    if seen[-1]["id"] == job["id"] and seen[-1]["seq"] == changed["seq"]:
+                    if seen[-1]["id"] == job["id"] and seen[-1]["seq"] >= changed["seq"]:
                         break
-            if not any(j["id"] == job["id"] and j["seq"] == changed["seq"] for j in seen):
+            if not any(j["id"] == job["id"] and j["seq"] >= changed["seq"] for j in seen):
                 misses += 1
             writer.update(job["id"], state="succeeded", progress=100.0)
     assert misses == 0, f"the dashboard missed {misses} of 5 changes"
