@@ -12,7 +12,9 @@ extension HeraldAPI {
 
     /// Whether a new stream fits under `max_streams`; if not, the answer that sends the browser away for a while.
     func overCapacity() -> APIAnswer? {
-        guard metrics.openStreams.load(ordering: .relaxed) >= config.maxStreams else { return nil }
+        // Streams on their way to the hub hold a descriptor as much as open ones.
+        let streams = metrics.openStreams.load(ordering: .relaxed) + metrics.arrivingStreams.load(ordering: .relaxed)
+        guard streams >= config.maxStreams else { return nil }
         let retry = 5000 + Int(10_000 * randomUnit())
         return .response(APIResponse(status: 200, headers: [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-store")],
                                      body: Array(ServerSentEvents.retry(milliseconds: retry).utf8)))

@@ -9,6 +9,8 @@ final class DirectoryWatcher: StoreWatcher {
     private let inotify: Inotify?
     private var directories: [Int32: String] = [:]
     private var seen: [String: [String: Int64]] = [:]  // polling: dir -> name -> mtime+size fingerprint
+    /// The full listing an overflow asked for failed (EMFILE…): it is done at the next call.
+    private var resyncPending = false
     let pollIntervalMilliseconds: Int
 
     var fd: Int32? { inotify?.fd.rawValue }
@@ -35,7 +37,7 @@ final class DirectoryWatcher: StoreWatcher {
         if let inotify {
             let events: [Inotify.Event]
             do { events = try inotify.readEvents() } catch { throw .unavailable(error.description) }
-            return try changes(from: events)
+            return changes(from: events)
         }
         var changes = Set<StoreChange>()
         for (dir, before) in seen {
@@ -49,18 +51,27 @@ final class DirectoryWatcher: StoreWatcher {
     }
 
     /// What inotify `events` report. After a queue overflow (the kernel dropped events) that is
-    /// every file there is: readers compare seqs and log offsets, so nothing is sent twice.
-    func changes(from events: [Inotify.Event]) throws(StoreError) -> [StoreChange] {
+    /// every file there is: readers compare seqs and log offsets, so followers get nothing twice.
+    func changes(from events: [Inotify.Event]) -> [StoreChange] {
         var changes = Set<StoreChange>()
+        var overflowed = resyncPending
         for event in events {
             if event.mask & UInt32(IN_Q_OVERFLOW) != 0 {
+                overflowed = true
+            } else if let dir = directories[event.watch], let change = change(in: dir, name: event.name) {
+                changes.insert(change)
+            }
+        }
+        if overflowed {
+            resyncPending = false
+            do {
                 for dir in directories.values {
                     for name in try store.names(dir) {
                         if let change = change(in: dir, name: name) { changes.insert(change) }
                     }
                 }
-            } else if let dir = directories[event.watch], let change = change(in: dir, name: event.name) {
-                changes.insert(change)
+            } catch {
+                resyncPending = true  // listed again at the next call; the events read are still reported
             }
         }
         return Array(changes)

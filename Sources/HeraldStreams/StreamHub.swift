@@ -27,8 +27,6 @@ public final class StreamHub: @unchecked Sendable {
     private let inboxSignal: EventFD
     private let epoll: Epoll
     private let watcher: any StoreWatcher
-    /// Streams handed to `park` that the hub has not registered yet.
-    private let parking = Atomic<Int>(0)
 
     var subscribers: [UInt64: Subscriber] = [:]
     var followers: [JobID: [UInt64: Subscriber]] = [:]
@@ -87,7 +85,7 @@ public final class StreamHub: @unchecked Sendable {
 
     /// Hands a stream to the hub (from any thread); its headers have not been written yet.
     public func park(_ stream: ParkedStream) {
-        parking.add(1, ordering: .sequentiallyConsistent)
+        metrics.arrivingStreams.add(1, ordering: .sequentiallyConsistent)
         send(.park(stream))
     }
 
@@ -96,8 +94,9 @@ public final class StreamHub: @unchecked Sendable {
 
     /// Waits until no stream is open or on its way to the hub, or until `deadline` (monotonic ms).
     public func waitUntilClosed(deadline: Int64) {
-        // `register` counts a stream open before it stops counting it as parking: never both 0 in between.
-        while parking.load(ordering: .sequentiallyConsistent) > 0 || metrics.openStreams.load(ordering: .sequentiallyConsistent) > 0,
+        // `register` counts a stream open before it stops counting it as arriving: never both 0 in between.
+        while metrics.arrivingStreams.load(ordering: .sequentiallyConsistent) > 0
+                || metrics.openStreams.load(ordering: .sequentiallyConsistent) > 0,
               Clock.monotonicMilliseconds() < deadline {
             Clock.sleep(milliseconds: 10)
         }
@@ -158,7 +157,7 @@ public final class StreamHub: @unchecked Sendable {
             switch command {
             case let .park(stream):
                 register(stream)
-                parking.subtract(1, ordering: .sequentiallyConsistent)
+                metrics.arrivingStreams.subtract(1, ordering: .sequentiallyConsistent)
             case let .drain(retry):
                 drainRetry = retry
                 for sub in Array(subscribers.values) {
@@ -214,6 +213,8 @@ public final class StreamHub: @unchecked Sendable {
             log("error: watching the state directory: \(error)")
             return
         }
+        // A piece read earlier this round may predate the log writes these notices report.
+        if !changes.isEmpty { logPieces.removeAll(keepingCapacity: true) }
         for change in changes {
             switch change {
             case let .job(id), let .submitted(id):
@@ -228,7 +229,7 @@ public final class StreamHub: @unchecked Sendable {
                         if case let .job(_, log, _) = sub.target { catchUpJob(sub, cached, log: log) } else { catchUp(sub) }
                     }
                 }
-                // The runner's ingest renames new/ID.json into jobs/ unchanged: one state, two notices.
+                // The runner's ingest copies new/ID.json into jobs/ unchanged: one state, two notices.
                 if !dashboards.isEmpty, dashboardEnded[id] == nil, job.seq > dashboardSeqs[id] ?? 0 {
                     if job.state.isTerminal {
                         dashboardSeqs[id] = nil
@@ -239,6 +240,10 @@ public final class StreamHub: @unchecked Sendable {
                     let event = dashboardEvent(job)
                     for token in dashboards {
                         guard let sub = subscribers[token] else { continue }
+                        // A job that ended before this dashboard connected is no news to it (its snapshot
+                        // holds the jobs not yet ended): a full report after an inotify overflow must not
+                        // replay every kept job's end.
+                        if let end = job.finishedAt, end.milliseconds < sub.connectedAt - 1000 { continue }
                         sub.pending[id] = event
                         if !sub.isBlocked { catchUp(sub) }
                     }

@@ -3,6 +3,8 @@ import Synchronization
 /// Counters the hub keeps for /metrics and /healthz; read from any thread.
 public final class StreamMetrics: Sendable {
     public let openStreams = Atomic<Int>(0)
+    /// Streams handed to the hub and not registered yet: they hold a descriptor too.
+    public let arrivingStreams = Atomic<Int>(0)
     public let eventsSent = Atomic<Int>(0)
     public let bytesSent = Atomic<Int>(0)
     public let slowClientsDropped = Atomic<Int>(0)

@@ -25,6 +25,9 @@ final class Subscriber {
     var ending = false
     var closed = false
 
+    /// When the stream was parked (wall-clock ms, as jobs' timestamps).
+    let connectedAt = Clock.wallMilliseconds()
+
     init(token: UInt64, stream: ParkedStream) {
         self.token = token
         fd = FileDescriptor(rawValue: stream.fd)

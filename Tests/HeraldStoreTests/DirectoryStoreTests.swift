@@ -160,7 +160,7 @@ import Testing
         try FileDescriptor.open(store.logPath(queued.id), O_WRONLY | O_CREAT).close()
         try store.requestCancel(waiting.id)
         let overflow = Inotify.Event(watch: -1, mask: UInt32(IN_Q_OVERFLOW), name: "")
-        let changes = Set(try watcher.changes(from: [overflow]))
+        let changes = Set(watcher.changes(from: [overflow]))
         #expect(changes == [.job(queued.id), .job(waiting.id), .submitted(submitted.id), .log(queued.id), .cancelRequested(waiting.id)])
     }
 
@@ -229,8 +229,20 @@ import Testing
         #expect(try store.recoverLostJobs(kinds: StoreFixture.kinds(), now: fixture.now()).isEmpty)
         #expect(try store.cancelRequestedQueuedJobs(now: fixture.now()).isEmpty)
         #expect(try store.claimNext(kinds: StoreFixture.kinds(), now: fixture.now())?.job.id == fine.id)
-        // Asked directly, the broken job names its problem.
+        // Asked directly, the broken job names its problem; nothing pointing at it was thrown away.
         #expect(throws: StoreError.self) { try store.job(broken.id) }
+        #expect(FileSystem.exists(store.marker(broken.id)))
+        #expect(FileSystem.exists(store.cancelPath(broken.id)))
+        #expect(FileSystem.exists("\(store.running)/\(broken.id.text).lock"))
+    }
+
+    @Test func aSubmissionMustSpellItsKindAsConfigured() throws {
+        let fixture = try StoreFixture()
+        let kinds = ["Kpi": KindConfig(name: "Kpi", executor: .command(["/bin/true"]), concurrency: 1)]
+        try fixture.submit("\u{212A}pi")  // KELVIN SIGN: canonically equal, other slot lock files
+        var reasons: [String] = []
+        #expect(try fixture.store.ingest(kinds: kinds, refused: { _, why in reasons.append(why) }) == 0)
+        #expect(reasons == ["its kind is not spelled as configured"])
     }
 
     /// The watcher's changes, waiting briefly for inotify to deliver them.
