@@ -187,7 +187,7 @@ extension Config {
     }
 
     /// The longest duration any key takes.
-    static let maxDuration = HeraldDuration(milliseconds: 366 * 86_400_000)
+    static let maxDuration = HeraldDuration(milliseconds: 3_660 * 86_400_000)
 
     private static func duration(_ node: Node, key: String, min: Int64) throws(ConfigError) -> HeraldDuration {
         let s = try scalar(node, key: key, expected: "a duration")

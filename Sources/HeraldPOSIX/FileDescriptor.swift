@@ -111,6 +111,9 @@ public struct FileDescriptor: Hashable, Sendable {
     /// Shuts the socket down in both directions, so a peer and a lingering close both end at once.
     public func shutdown() { _ = Glibc.shutdown(rawValue, Int32(SHUT_RDWR)) }
 
+    /// Cuts the file to nothing.
+    public func truncate() throws(SystemError) { try retryingEINTR("ftruncate") { Glibc.ftruncate(rawValue, 0) } }
+
     /// Moves the file position to `offset` from the start.
     public func seek(to offset: Int) throws(SystemError) {
         try retryingEINTR("lseek") { Glibc.lseek(rawValue, off_t(offset), SEEK_SET) }

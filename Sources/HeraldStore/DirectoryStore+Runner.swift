@@ -86,6 +86,7 @@ extension DirectoryStore: RunnerStore {
         guard !waiting.isEmpty else { return 0 }
         return try withQueueLock { () throws(StoreError) -> Int in
             var ingested: [JobID] = []
+            var leftovers: [JobID] = []
             for id in waiting {
                 guard FileSystem.exists(submissionPath(id)) else { continue }  // another runner took it
                 // The web side may write new/ but never job state: a forged file must not become
@@ -96,8 +97,10 @@ extension DirectoryStore: RunnerStore {
                 switch checkedSubmission(id, kinds: kinds) {
                 case let .success(checked): job = checked
                 case let .failure(refusal):
-                    unlinkQuietly(submissionPath(id))
                     refused(id, refusal.reason)
+                    // One whose job exists may be what a crashed ingest left: it goes with the others,
+                    // once jobs/ is durable.
+                    if refusal.jobExists { leftovers.append(id) } else { unlinkQuietly(submissionPath(id)) }
                     continue
                 }
                 // Marker first: a crash between the steps leaves a marker whose job is still in new/,
@@ -106,11 +109,11 @@ extension DirectoryStore: RunnerStore {
                 try write(job, durable: false)
                 ingested.append(id)
             }
-            guard !ingested.isEmpty else { return 0 }
+            guard !ingested.isEmpty || !leftovers.isEmpty else { return 0 }
             // Markers and jobs are durable before any submission goes: whatever a power cut keeps of
             // new/ (another writer's fsync of new/ may make an unlink durable early), a job is never nowhere.
             try syncDirectories([queue, jobsDir])
-            for id in ingested { unlinkQuietly(submissionPath(id)) }
+            for id in ingested + leftovers { unlinkQuietly(submissionPath(id)) }
             return ingested.count
         }
     }
@@ -118,11 +121,15 @@ extension DirectoryStore: RunnerStore {
     /// Why a submission is not ingested.
     struct SubmissionRefused: Error {
         let reason: String
+        /// A job of that id exists already (a forgery, or what a crashed ingest left behind).
+        var jobExists = false
     }
 
     /// The submission new/ID.json as the fresh, valid job it must be, or why it is refused.
     func checkedSubmission(_ id: JobID, kinds: [String: KindConfig]?) -> Result<Job, SubmissionRefused> {
-        if FileSystem.exists(statusPath(id)) { return .failure(SubmissionRefused(reason: "a job with this id exists already")) }
+        if FileSystem.exists(statusPath(id)) {
+            return .failure(SubmissionRefused(reason: "a job with this id exists already", jobExists: true))
+        }
         let job: Job
         do {
             guard let read = try read(submissionPath(id)) else { return .failure(SubmissionRefused(reason: "it vanished")) }
@@ -134,6 +141,10 @@ extension DirectoryStore: RunnerStore {
             return .failure(SubmissionRefused(reason: "it is not a fresh queued job"))
         }
         if let kind = kinds?[job.kind] {
+            // Byte for byte, as the API compares: a canonically equal spelling would name other slot locks.
+            guard kind.name.utf8.elementsEqual(job.kind.utf8) else {
+                return .failure(SubmissionRefused(reason: "its kind is not spelled as configured"))
+            }
             do { _ = try kind.validate(params: job.paramsJSON) } catch {
                 return .failure(SubmissionRefused(reason: "its params are refused: \(error)"))
             }
@@ -141,13 +152,21 @@ extension DirectoryStore: RunnerStore {
         return .success(job)
     }
 
-    /// The job of `id` for a pass over the queue; nil when its status file is missing or corrupt.
-    ///
-    /// A corrupt file (damaged disk, a hand edit) must cost that one job, not stop every runner:
-    /// it is left for an operator (`herald-runner status` names the problem) and skipped.
-    func jobForPass(_ id: JobID) throws(StoreError) -> Job? {
-        do { return try read(statusPath(id)) } catch {
-            if case .corrupt = error { return nil }
+    /// What a pass over the queue finds of a job.
+    enum PassJob {
+        case job(Job)
+        case missing
+        /// Its status file does not decode (damaged disk, a hand edit, a newer runner's format). It
+        /// must cost that one job, not stop every runner, and lose nothing: it is skipped, and its
+        /// marker, cancel request and lock file stay for when an operator repairs it
+        /// (`herald-runner status` names the problem).
+        case corrupt
+    }
+
+    /// The job of `id` as a pass over the queue finds it.
+    func jobForPass(_ id: JobID) throws(StoreError) -> PassJob {
+        do { return try read(statusPath(id)).map(PassJob.job) ?? .missing } catch {
+            if case .corrupt = error { return .corrupt }
             throw error
         }
     }
@@ -164,7 +183,12 @@ extension DirectoryStore: RunnerStore {
                 guard (try? fd.lockExclusive(wait: false)) == true else { continue }  // its runner is alive
                 guard (try? fd.isFile(at: path)) == true else { continue }  // released meanwhile: the job ended well
                 DirectoryClaim.killRecordedGroup(fd)
-                if let job = try jobForPass(id) {
+                let found = try jobForPass(id)
+                if case .corrupt = found {
+                    try? fd.truncate()  // its group is dead: never signal that number again
+                    continue
+                }
+                if case let .job(job) = found {
                     switch job.state {
                     case .running:
                         let retries = kinds[job.kind]?.retries ?? 0
@@ -192,7 +216,11 @@ extension DirectoryStore: RunnerStore {
         return try withQueueLock { () throws(StoreError) -> [Job] in
             var canceled: [Job] = []
             for id in requested {
-                guard let job = try jobForPass(id) else {
+                let job: Job
+                switch try jobForPass(id) {
+                case let .job(found): job = found
+                case .corrupt: continue
+                case .missing:
                     if !FileSystem.exists(submissionPath(id)) { clearCancelRequest(id) }  // no such job
                     continue
                 }
@@ -217,7 +245,11 @@ extension DirectoryStore: RunnerStore {
         return try withQueueLock { () throws(StoreError) -> (any JobClaim)? in
             var fullKinds = Set<String>()
             for id in queued {
-                guard let job = try jobForPass(id) else {
+                let job: Job
+                switch try jobForPass(id) {
+                case let .job(found): job = found
+                case .corrupt: continue
+                case .missing:
                     if !FileSystem.exists(submissionPath(id)) { unlinkQuietly(marker(id)) }
                     continue
                 }
@@ -231,7 +263,7 @@ extension DirectoryStore: RunnerStore {
                 guard let kind = kinds[job.kind] else { continue }  // a kind this runner's config lacks: leave it
                 var slot: FileDescriptor?
                 if let limit = kind.concurrency {
-                    slot = try freeSlot(kind: job.kind, limit: limit)
+                    slot = try freeSlot(kind: kind.name, limit: limit)
                     if slot == nil { fullKinds.insert(job.kind); continue }
                 }
                 let lockPath = "\(running)/\(id.text).lock"

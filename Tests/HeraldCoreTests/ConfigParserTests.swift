@@ -149,7 +149,7 @@ import Testing
         ("retention: -1d\n", "retention", 1),
         ("heartbeat: 10ms\n", "heartbeat", 1),
         ("retry: 99999999999d\n", "retry", 1),  // would overflow the jittered retry
-        ("retention: 367d\n", "retention", 1),
+        ("retention: 3661d\n", "retention", 1),
         ("state_dir: var/lib/herald\n", "state_dir", 1),
         ("socket: \"\"\n", "socket", 1),
         ("state_dir: {a: 1}\n", "state_dir", 1),
