@@ -98,9 +98,7 @@ function render(job) {
     err.hidden = true;
     err.textContent = '';
   }
-  const cancelButton = $('.cancel', el);
-  if (isTerminal(job.state) && document.activeElement === cancelButton) el.focus();  // not lost to <body>
-  cancelButton.disabled = isTerminal(job.state);
+  if (isTerminal(job.state)) disableCancel(el); else $('.cancel', el).disabled = false;
   if (!prev || prev.state !== job.state) {
     const extra = job.state === 'failed' && job.error ? ` (${job.error.message})` : '';
     announce(`Job ${shortId(job.id)} ${job.state}${extra}`);
@@ -111,6 +109,13 @@ function render(job) {
 }
 
 // ---- the one status stream ----------------------------------------------------
+
+// A focused button that gets disabled would drop keyboard focus to <body>: the row keeps it.
+function disableCancel(row) {
+  const button = $('.cancel', row);
+  if (document.activeElement === button) row.focus();
+  button.disabled = true;
+}
 
 function activeIds() {
   return [...rows.values()].filter((r) => r.job && !r.gone && !isTerminal(r.job.state)).map((r) => r.job.id);
@@ -123,7 +128,7 @@ function markGone(r) {
   r.el.dataset.state = 'gone';
   $('.state', r.el).textContent = 'gone';
   $('.message', r.el).textContent = 'The server no longer knows this job.';
-  $('.cancel', r.el).disabled = true;
+  disableCancel(r.el);
   announce(`Job ${shortId(r.job.id)} is gone`);
 }
 

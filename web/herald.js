@@ -280,6 +280,7 @@
           // stream brings it, then the final status and `end` (or 204 if nothing is missing).
           if (opts.log && !spec.multi && job && isTerminal(job.state) && !logTailAsked) {
             logTailAsked = true;
+            backoff = 1000;  // the server answered: ask soon, not after the outage's backoff
             return;
           }
           deliver(job);
