@@ -94,7 +94,6 @@ public final class StreamHub: @unchecked Sendable {
 
     /// Waits until no stream is open or on its way to the hub, or until `deadline` (monotonic ms).
     public func waitUntilClosed(deadline: Int64) {
-        // `register` counts a stream open before it stops counting it as arriving: never both 0 in between.
         while metrics.arrivingStreams.load(ordering: .sequentiallyConsistent) > 0
                 || metrics.openStreams.load(ordering: .sequentiallyConsistent) > 0,
               Clock.monotonicMilliseconds() < deadline {
@@ -155,9 +154,7 @@ public final class StreamHub: @unchecked Sendable {
         }
         for command in commands {
             switch command {
-            case let .park(stream):
-                register(stream)
-                metrics.arrivingStreams.subtract(1, ordering: .sequentiallyConsistent)
+            case let .park(stream): register(stream)
             case let .drain(retry):
                 drainRetry = retry
                 for sub in Array(subscribers.values) {
@@ -180,10 +177,14 @@ public final class StreamHub: @unchecked Sendable {
         } catch {
             log("error: cannot park a stream: \(error)")
             sub.fd.close()
+            metrics.arrivingStreams.subtract(1, ordering: .sequentiallyConsistent)
             return
         }
         subscribers[token] = sub
-        metrics.openStreams.add(1, ordering: .relaxed)
+        // Counted open before it stops counting as arriving (never both 0 for waitUntilClosed), and both
+        // before a byte is written: a client that reads this stream's headers sees it counted once.
+        metrics.openStreams.add(1, ordering: .sequentiallyConsistent)
+        metrics.arrivingStreams.subtract(1, ordering: .sequentiallyConsistent)
         if let drainRetry {
             end(sub, head: true, finalEvent: ServerSentEvents.retry(milliseconds: drainRetry()))
             return
