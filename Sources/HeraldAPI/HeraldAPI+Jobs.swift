@@ -26,8 +26,7 @@ extension HeraldAPI {
         }
         guard case .object = json else { throw APIError(400, "bad_json", "the body must be a JSON object with 'kind' and 'params'") }
         guard let kindName = json["kind"]?.stringValue else { throw APIError(400, "bad_json", "'kind' must be a string") }
-        // Byte for byte, as for param names: a canonically equal spelling is another kind's lock files.
-        guard let kind = config.kinds[kindName], kind.name.utf8.elementsEqual(kindName.utf8) else {
+        guard let kind = config.kinds[exactly: kindName] else {
             throw APIError(422, "unknown_kind", "no job kind named '\(kindName.prefix(64))'")
         }
         let params: [String: String]

@@ -70,10 +70,7 @@ extension KindConfig {
             _ = try DemoParams(params)
         case .command:
             for (name, value) in params {
-                // Byte for byte: String equality is canonical, so a KELVIN SIGN would pass for a K.
-                guard let pattern = self.params.first(where: { $0.key.utf8.elementsEqual(name.utf8) })?.value else {
-                    throw .notAllowed(name, kind: self.name)
-                }
+                guard let pattern = self.params[exactly: name] else { throw .notAllowed(name, kind: self.name) }
                 guard !value.utf8.contains(0) else { throw .invalidValue(name, "contains a NUL byte") }
                 guard pattern.matchesWhole(value) else { throw .noMatch(name) }
             }

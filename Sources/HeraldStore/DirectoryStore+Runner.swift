@@ -140,9 +140,10 @@ extension DirectoryStore: RunnerStore {
               job.exitCode == nil, job.error == nil, job.result == nil, job.progress == 0 else {
             return .failure(SubmissionRefused(reason: "it is not a fresh queued job"))
         }
-        if let kind = kinds?[job.kind] {
-            // Byte for byte, as the API compares: a canonically equal spelling would name other slot locks.
-            guard kind.name.utf8.elementsEqual(job.kind.utf8) else {
+        // A kind this runner does not know is left to a runner that does.
+        if let kinds, let kind = kinds[job.kind] {
+            // Known, but maybe in a canonically equal spelling that would name other slot locks.
+            guard kinds[exactly: job.kind] != nil else {
                 return .failure(SubmissionRefused(reason: "its kind is not spelled as configured"))
             }
             do { _ = try kind.validate(params: job.paramsJSON) } catch {
@@ -260,10 +261,10 @@ extension DirectoryStore: RunnerStore {
                     continue
                 }
                 if fullKinds.contains(job.kind) { continue }
-                guard let kind = kinds[job.kind] else { continue }  // a kind this runner's config lacks: leave it
+                guard let kind = kinds[exactly: job.kind] else { continue }  // a kind this runner's config lacks: leave it
                 var slot: FileDescriptor?
                 if let limit = kind.concurrency {
-                    slot = try freeSlot(kind: kind.name, limit: limit)
+                    slot = try freeSlot(kind: job.kind, limit: limit)
                     if slot == nil { fullKinds.insert(job.kind); continue }
                 }
                 let lockPath = "\(running)/\(id.text).lock"

@@ -33,7 +33,7 @@ struct SubmitCommand: ParsableCommand {
 
     func run() throws {
         let (config, store) = try options.openStore()
-        guard let kindConfig = config.kinds[kind] else { throw Exit.failure(.badInput, "no job kind named '\(kind)'") }
+        guard let kindConfig = config.kinds[exactly: kind] else { throw Exit.failure(.badInput, "no job kind named '\(kind)'") }
         var members: [(String, JSON)] = []
         for param in params {
             let parts = param.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
