@@ -12,7 +12,9 @@ extension StreamHub {
         case .dashboard:
             // One at a time until the socket is full: a snapshot of thousands of jobs must wait in
             // `pending` (where later states replace it), not overflow the outbox and drop the client.
-            while !sub.closed, !sub.isBlocked, let (id, event) = sub.pending.first {
+            // (The loop walks a copy; taking `first` after each removal would rescan emptied buckets.)
+            for (id, event) in sub.pending {
+                guard !sub.closed, !sub.isBlocked else { break }
                 sub.pending[id] = nil
                 write(sub, text: event, countsAsEvent: true)
             }
