@@ -82,7 +82,7 @@ extension HeraldAPI {
             guard let v = Int(o), v >= 0 else { throw APIError(400, "bad_query", "offset must be a whole number of bytes, 0 or more") }
             offset = v
         }
-        let bytes = try storeCall { () throws(StoreError) in try store.log(id, from: offset, maxBytes: HeraldAPI.maxLogAnswer) }
+        let bytes = try storeCall { () throws(StoreError) in try store.log(id, from: offset, maxBytes: HeraldAPI.maxLogAnswer).bytes }
         return APIResponse(status: 200, headers: [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store")], body: bytes)
     }
 }

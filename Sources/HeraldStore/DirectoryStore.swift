@@ -174,19 +174,21 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
         try unavailableOnFailure { () throws(SystemError) in try FileDescriptor.open(cancelPath(id), O_WRONLY | O_CREAT, mode: 0o664).close() }
     }
 
-    public func log(_ id: JobID, from offset: Int, maxBytes: Int) throws(StoreError) -> [UInt8] {
+    public func log(_ id: JobID, from offset: Int, maxBytes: Int) throws(StoreError) -> LogRead {
         do {
             let fd = try FileDescriptor.open(logPath(id), O_RDONLY)
-            // Sized by what the file holds: the log route asks for up to 11 MiB, mostly of far less.
-            return try fd.closeAfter { (fd) throws(SystemError) in try fd.read(at: offset, upTo: min(maxBytes, max(0, try fd.size() - offset))) }
+            return try fd.closeAfter { (fd) throws(SystemError) -> LogRead in
+                // Sized by what the file holds (the log route asks for up to 11 MiB, mostly of far less),
+                // and that size tells whether the read reached the end: no second read to find out.
+                let size = try fd.size()
+                let bytes = try fd.read(at: offset, upTo: min(maxBytes, max(0, size - offset)))
+                return LogRead(bytes: bytes, atEnd: offset + bytes.count >= size)
+            }
         } catch {
-            if error.errno == ENOENT { return [] }
+            if error.errno == ENOENT { return LogRead(bytes: [], atEnd: true) }
             throw .unavailable(error.description)
         }
     }
-
-    /// The size of the job's log so far.
-    public func logSize(_ id: JobID) -> Int { FileSystem.size(logPath(id)) ?? 0 }
 
     public func watch() throws(StoreError) -> any StoreWatcher {
         try DirectoryWatcher(store: self)

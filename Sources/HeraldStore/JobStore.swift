@@ -57,6 +57,20 @@ public protocol StoreWatcher: AnyObject {
     func changes() throws(StoreError) -> [StoreChange]
 }
 
+/// Some of a job's output, as `JobStore.log` read it.
+public struct LogRead: Sendable, Equatable {
+    /// The bytes from the offset asked for.
+    public let bytes: [UInt8]
+    /// Nothing followed them in the log when it was read.
+    public let atEnd: Bool
+
+    /// `bytes`, and whether they reached the end of the log.
+    public init(bytes: [UInt8], atEnd: Bool) {
+        self.bytes = bytes
+        self.atEnd = atEnd
+    }
+}
+
 /// What the web side may do with jobs: read them, submit new ones, ask for cancellation. It never writes job state.
 public protocol JobStore: Sendable {
     /// Makes a submitted job visible to runners, entirely or not at all.
@@ -70,7 +84,7 @@ public protocol JobStore: Sendable {
     /// Asks the runner to cancel the job (idempotent).
     func requestCancel(_ id: JobID) throws(StoreError)
     /// Up to `maxBytes` of the job's output from byte `offset` (empty when there is none yet).
-    func log(_ id: JobID, from offset: Int, maxBytes: Int) throws(StoreError) -> [UInt8]
+    func log(_ id: JobID, from offset: Int, maxBytes: Int) throws(StoreError) -> LogRead
     /// A watcher for every change in the store: one for the whole store, never one per job.
     func watch() throws(StoreError) -> any StoreWatcher
 }

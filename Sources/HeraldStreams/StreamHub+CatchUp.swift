@@ -60,11 +60,10 @@ extension StreamHub {
         let key = LogPiece.Key(job: cached.job.id, offset: offset, seq: seq, requestID: requestID, jobEnded: cached.job.state.isTerminal)
         if let piece = logPieces[key] { return piece }
         let id = cached.job.id
-        guard let bytes = try? store.log(id, from: offset, maxBytes: StreamHub.logChunkBytes), !bytes.isEmpty else { return nil }
+        guard let read = try? store.log(id, from: offset, maxBytes: StreamHub.logChunkBytes), !read.bytes.isEmpty else { return nil }
+        let bytes = read.bytes, atEnd = read.atEnd
         // Only the read that reaches the end of an ended job's log is final: a full read may
         // have cut a CRLF or a UTF-8 sequence that the next read completes.
-        let atEnd = bytes.count < StreamHub.logChunkBytes
-            || (try? store.log(id, from: offset + bytes.count, maxBytes: 1))?.isEmpty != false
         let chunk = LogChunk.take(bytes[...], isFinal: cached.job.state.isTerminal && atEnd)
         var frame: [UInt8] = []
         if chunk.consumed > 0 {

@@ -30,9 +30,9 @@ struct LogsCommand: ParsableCommand {
                 let ended = job.state.isTerminal
                 while true {
                     let chunk = try store.log(jobID, from: offset, maxBytes: 1 << 16)
-                    if chunk.isEmpty { break }
-                    try? out.writeAll(chunk)
-                    offset += chunk.count
+                    try? out.writeAll(chunk.bytes)
+                    offset += chunk.bytes.count
+                    if chunk.atEnd || chunk.bytes.isEmpty { break }
                 }
                 guard let waiter, !ended else { return }
                 _ = try waiter.wait(timeoutMilliseconds: 1000)

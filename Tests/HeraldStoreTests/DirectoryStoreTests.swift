@@ -213,6 +213,20 @@ import Testing
         #expect(try store.claimNext(kinds: StoreFixture.kinds(), now: fixture.now())?.job.id == job.id)
     }
 
+    @Test func aLogReadSaysWhetherItReachedTheEnd() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let job = try fixture.submit()
+        #expect(try store.log(job.id, from: 0, maxBytes: 4) == LogRead(bytes: [], atEnd: true))  // no log yet
+        try FileDescriptor.open(store.logPath(job.id), O_WRONLY | O_CREAT).closeAfter { (fd) throws(SystemError) in
+            try fd.writeAll(Array("0123456789".utf8))
+        }
+        #expect(try store.log(job.id, from: 0, maxBytes: 4) == LogRead(bytes: Array("0123".utf8), atEnd: false))
+        #expect(try store.log(job.id, from: 4, maxBytes: 6) == LogRead(bytes: Array("456789".utf8), atEnd: true))
+        #expect(try store.log(job.id, from: 10, maxBytes: 4) == LogRead(bytes: [], atEnd: true))
+        #expect(try store.log(job.id, from: 99, maxBytes: 4) == LogRead(bytes: [], atEnd: true))
+    }
+
     @Test func aCorruptStatusFileCostsOnlyItsOwnJob() throws {
         let fixture = try StoreFixture()
         let store = fixture.store
