@@ -92,8 +92,9 @@ public final class Scheduler: Sendable {
                     if mode == .drain, claimed == 0, running.withLock({ $0.isEmpty }) { break }
                 } catch {
                     runnerLog(.error, "\(error)")
-                    // A daemon retries at the next pass: a full disk must not kill it. A drain that can
-                    // do nothing more says so with its exit status (69), not with 0 and a log line.
+                    // A daemon retries at the next pass: a full disk must not kill it. A drain with
+                    // nothing running (jobs a failed pass started still run) says so with its exit
+                    // status (69), not with 0 and a log line.
                     if mode == .drain, running.withLock({ $0.isEmpty }) { throw error }
                 }
             }
@@ -119,27 +120,24 @@ public final class Scheduler: Sendable {
         }
     }
 
-    /// One pass over the store; returns how many jobs were claimed.
+    /// One pass over the store; returns how many jobs were claimed. A store error ends the pass
+    /// (jobs started before it run on): the caller logs it and decides.
     private func scanAndClaim() throws(StoreError) -> Int {
+        _ = try store.ingest(kinds: kinds) { id, why in
+            runnerLog(.warning, "refused the submission new/\(id).json: \(why)")
+        }
+        let now = Timestamp(milliseconds: Clock.wallMilliseconds())
+        for job in try store.recoverLostJobs(kinds: kinds, now: now) {
+            runnerLog(.warning, "job \(job.id) (\(job.kind)) lost its runner: now \(job.state.rawValue), attempt \(job.attempt)")
+        }
+        for job in try store.cancelRequestedQueuedJobs(now: now) {
+            runnerLog(.info, "job \(job.id) (\(job.kind)) canceled while queued")
+        }
         var claimed = 0
-        do throws(StoreError) {
-            _ = try store.ingest(kinds: kinds) { id, why in
-                runnerLog(.warning, "refused the submission new/\(id).json: \(why)")
-            }
-            let now = Timestamp(milliseconds: Clock.wallMilliseconds())
-            for job in try store.recoverLostJobs(kinds: kinds, now: now) {
-                runnerLog(.warning, "job \(job.id) (\(job.kind)) lost its runner: now \(job.state.rawValue), attempt \(job.attempt)")
-            }
-            for job in try store.cancelRequestedQueuedJobs(now: now) {
-                runnerLog(.info, "job \(job.id) (\(job.kind)) canceled while queued")
-            }
-            while running.withLock({ $0.count }) < options.workers,
-                  let claim = try store.claimNext(kinds: kinds, now: Timestamp(milliseconds: Clock.wallMilliseconds())) {
-                start(claim)
-                claimed += 1
-            }
-        } catch where claimed > 0 {
-            runnerLog(.error, "\(error)")  // the jobs started run; the next pass tries again
+        while running.withLock({ $0.count }) < options.workers,
+              let claim = try store.claimNext(kinds: kinds, now: Timestamp(milliseconds: Clock.wallMilliseconds())) {
+            start(claim)
+            claimed += 1
         }
         return claimed
     }

@@ -65,11 +65,11 @@ struct HeraldFCGI: ParsableCommand {
         let api = HeraldAPI(config: config, store: store, auth: auth, metrics: hub.metrics, log: { log(.error, $0) })
         hub.start()
         server.start(log: { log(.error, $0) })
-        let acceptingThreads = Atomic<Int>(HeraldFCGI.acceptingThreads)
+        let threadsAccepting = Atomic<Int>(HeraldFCGI.acceptingThreads)
         let threads = (0..<HeraldFCGI.acceptingThreads).map { n in
             let thread = Thread {
                 while let request = server.accept() { serve(request, api: api, hub: hub) }
-                acceptingThreads.subtract(1, ordering: .sequentiallyConsistent)
+                threadsAccepting.subtract(1, ordering: .sequentiallyConsistent)
             }
             thread.name = "herald-accept-\(n)"
             return thread
@@ -85,7 +85,7 @@ struct HeraldFCGI: ParsableCommand {
         // Requests accepted before the stop are still answered; a stream among them is ended on arrival
         // in the hub with the same short retry. Then every stream's last bytes must be out. SPEC: exit within 5 s.
         let deadline = Clock.monotonicMilliseconds() + 4_000
-        while acceptingThreads.load(ordering: .sequentiallyConsistent) > 0, Clock.monotonicMilliseconds() < deadline {
+        while threadsAccepting.load(ordering: .sequentiallyConsistent) > 0, Clock.monotonicMilliseconds() < deadline {
             Clock.sleep(milliseconds: 10)
         }
         hub.waitUntilClosed(deadline: deadline)

@@ -105,6 +105,17 @@ extension RunnerBinaryTests {
             try "state_dir: \(box.dir)/nowhere\nkinds:\n  demo: {builtin: demo}\n".write(toFile: gone, atomically: true, encoding: .utf8)
             #expect(try box.cli(["submit", "demo"], config: gone).status == 69)
             #expect(try box.cli(["list"], config: gone).status == 69)
+            // A drain whose pass fails (queue.lock cannot be opened) says so: 69, not 0 and a log line.
+            let waiting = try box.submit("demo", ["steps=1", "interval_ms=0"])
+            let lock = box.stateDir + "/queue.lock"
+            try? FileManager.default.removeItem(atPath: lock)
+            try FileManager.default.createDirectory(atPath: lock, withIntermediateDirectories: false)
+            let failed = try box.cli(["run"])
+            #expect(failed.status == 69)
+            #expect(failed.err.contains("queue.lock"))
+            try FileManager.default.removeItem(atPath: lock)
+            try box.drain()
+            #expect(try box.job(waiting).state == .succeeded)
         }
     }
 }
