@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import time
 
 import pytest
@@ -85,6 +86,13 @@ def test_runner_demo_stream_delivers_every_step_in_order_then_end_succeeded(stac
     end = blocks[-1]
     assert end["event"] == "end" and json.loads(end["data"]) == {"state": "succeeded"} and end["id"] is None, end
     assert [b["event"] for b in blocks if b["data"] is not None].count("end") == 1
+
+
+def test_the_socket_herald_fcgi_creates_itself_is_mode_0660(stack):
+    # SPEC §5: with --socket (or `socket:`) herald-fcgi creates the socket, mode 0660 whatever the umask:
+    # nginx reaches it through the group, nobody else at all.
+    st = os.stat(stack.socket_path)
+    assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660, oct(st.st_mode)
 
 
 @pytest.mark.parametrize("fcgi_mode", ["stdin", "systemd"])
