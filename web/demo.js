@@ -75,6 +75,13 @@ function rowFor(job) {
   return r;
 }
 
+// A focused button that gets disabled would drop keyboard focus to <body>: the row keeps it.
+function disableCancel(row) {
+  const button = $('.cancel', row);
+  if (document.activeElement === button) row.focus();
+  button.disabled = true;
+}
+
 function render(job) {
   const r = rowFor(job);
   const prev = r.job;
@@ -109,13 +116,6 @@ function render(job) {
 }
 
 // ---- the one status stream ----------------------------------------------------
-
-// A focused button that gets disabled would drop keyboard focus to <body>: the row keeps it.
-function disableCancel(row) {
-  const button = $('.cancel', row);
-  if (document.activeElement === button) row.focus();
-  button.disabled = true;
-}
 
 function activeIds() {
   return [...rows.values()].filter((r) => r.job && !r.gone && !isTerminal(r.job.state)).map((r) => r.job.id);
