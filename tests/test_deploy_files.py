@@ -294,6 +294,22 @@ def test_example_config_is_accepted(bin_dir):
         assert r.returncode == 0, f"{' '.join(argv)} -> {r.returncode}\n{r.stdout}"
 
 
+def test_herald_fcgi_check_config_refuses_a_bad_file_with_78_naming_key_and_line_and_prints_its_version(bin_dir, tmp_path):
+    # SPEC §2 and §5 (herald-runner's side is in the Swift CommandLine tests).
+    bad = tmp_path / "bad.yml"
+    bad.write_text("state_dir: /var/lib/herald\nheartbeat: often\n")
+    r = subprocess.run([f"{bin_dir}/herald-fcgi", "--check-config", "--config", str(bad)],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30)
+    assert r.returncode == 78, r.stdout
+    assert "heartbeat" in r.stdout and "line 2" in r.stdout, r.stdout
+    # HERALD_CONFIG is honoured when --config is not given.
+    r = subprocess.run([f"{bin_dir}/herald-fcgi", "--check-config"], env={**os.environ, "HERALD_CONFIG": str(bad)},
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30)
+    assert r.returncode == 78 and "heartbeat" in r.stdout, r.stdout
+    r = subprocess.run([f"{bin_dir}/herald-fcgi", "--version"], stdout=subprocess.PIPE, text=True, timeout=30)
+    assert r.returncode == 0 and re.fullmatch(r"\d+\.\d+\.\d+\n", r.stdout), r.stdout
+
+
 @pytest.mark.parametrize("prefix", ["/usr", "/opt/herald"])
 def test_make_install(bin_dir, tmp_path, prefix):
     dest = str(tmp_path / "dest")
