@@ -59,13 +59,13 @@ final class DirectoryClaim: JobClaim, @unchecked Sendable {
 extension DirectoryStore: RunnerStore {
     /// Runs `body` holding the queue lock, which serializes ingest, claim, cancel and recovery across runners.
     func withQueueLock<T>(_ body: () throws(StoreError) -> T) throws(StoreError) -> T {
-        let fd = try unavailableOnFailure { () throws(SystemError) -> FileDescriptor in
-            let fd = try FileDescriptor.open(root + "/queue.lock", O_RDWR | O_CREAT, mode: 0o664)
-            _ = try fd.lockExclusive(wait: true)
-            return fd
+        let fd = try unavailableOnFailure { () throws(SystemError) in
+            try FileDescriptor.open(root + "/queue.lock", O_RDWR | O_CREAT, mode: 0o664)
         }
-        defer { fd.close() }
-        return try body()
+        return try fd.closeAfter { (fd) throws(StoreError) -> T in
+            _ = try unavailableOnFailure { () throws(SystemError) in try fd.lockExclusive(wait: true) }
+            return try body()
+        }
     }
 
     func marker(_ id: JobID) -> String { "\(queue)/\(id.text)" }
@@ -262,26 +262,27 @@ extension DirectoryStore: RunnerStore {
                 }
                 if fullKinds.contains(job.kind) { continue }
                 guard let kind = kinds[exactly: job.kind] else { continue }  // a kind this runner's config lacks: leave it
+                // Every way out of this turn but the claim (a full kind, a lock held elsewhere, a lock file
+                // that cannot be created, a failed write) closes what it took: a slot left locked would be
+                // lost to every runner for as long as this process lives.
                 var slot: FileDescriptor?
+                var lock: FileDescriptor?
+                var claimed = false
+                defer { if !claimed { lock?.close(); slot?.close() } }
                 if let limit = kind.concurrency {
                     slot = try freeSlot(kind: job.kind, limit: limit)
                     if slot == nil { fullKinds.insert(job.kind); continue }
                 }
                 let lockPath = "\(running)/\(id.text).lock"
-                guard let lock = try lockNow(lockPath) else { slot?.close(); continue }
-                guard let started = job.applying(.start, at: now, retries: kind.retries) else { lock.close(); slot?.close(); continue }
-                do throws(StoreError) {
-                    // The lock file is durable before the running state: recovery finds a job by it.
-                    try syncDirectories([running])
-                    try write(started, durable: true)
-                } catch {
-                    // The rename may have happened before the failure: the lock file stays, so recovery
-                    // finds the job whichever state it is in (running: lost; queued: marker restored).
-                    lock.close()
-                    slot?.close()
-                    throw error
-                }
+                lock = try lockNow(lockPath)
+                guard let lock, let started = job.applying(.start, at: now, retries: kind.retries) else { continue }
+                // The lock file is durable before the running state: recovery finds a job by it. Should
+                // either fail, the rename may have happened: the lock file stays, so recovery finds the job
+                // whichever state it is in (running: lost; queued: marker restored).
+                try syncDirectories([running])
+                try write(started, durable: true)
                 unlinkQuietly(marker(id))
+                claimed = true
                 return DirectoryClaim(job: started, lockPath: lockPath, lock: lock, slot: slot)
             }
             return nil

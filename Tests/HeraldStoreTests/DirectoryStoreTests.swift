@@ -88,6 +88,27 @@ import Testing
         next.release()
     }
 
+    @Test func aClaimThatFailsToCreateItsLockLeavesNoSlotLocked() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let kinds = StoreFixture.kinds(concurrency: 2)
+        for _ in 0..<3 { try fixture.submit() }
+        _ = try store.ingest()
+        // running/ID.lock cannot be created (as on a full disk; a file in running/'s place fails even for root).
+        try FileManager.default.removeItem(atPath: store.running)
+        try FileDescriptor.open(store.running, O_WRONLY | O_CREAT).close()
+        for _ in 0..<5 {
+            #expect(throws: StoreError.self) { try store.claimNext(kinds: kinds, now: fixture.now()) }
+        }
+        try FileSystem.unlink(store.running)
+        try FileSystem.makeDirectory(store.running)
+        // Both slots are free again (before the fix each failed claim kept one locked for ever): two claims at once.
+        let first = try #require(try store.claimNext(kinds: kinds, now: fixture.now()))
+        let second = try #require(try store.claimNext(kinds: kinds, now: fixture.now()))
+        first.release()
+        second.release()
+    }
+
     @Test func aQueuedJobIsCanceledOnRequest() throws {
         let fixture = try StoreFixture()
         let store = fixture.store
