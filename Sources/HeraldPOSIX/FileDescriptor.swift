@@ -111,6 +111,9 @@ public struct FileDescriptor: Hashable, Sendable {
     /// Shuts the socket down in both directions, so a peer and a lingering close both end at once.
     public func shutdown() { _ = Glibc.shutdown(rawValue, Int32(SHUT_RDWR)) }
 
+    /// Sets the file's permission bits (fchmod); fails unless this process owns the file.
+    public func setMode(_ mode: mode_t) throws(SystemError) { try retryingEINTR("fchmod") { Glibc.fchmod(rawValue, mode) } }
+
     /// Cuts the file to nothing.
     public func truncate() throws(SystemError) { try retryingEINTR("ftruncate") { Glibc.ftruncate(rawValue, 0) } }
 

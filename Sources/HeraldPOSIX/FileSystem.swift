@@ -22,6 +22,14 @@ public enum FileSystem {
         throw SystemError("mkdir", errno: errno, path: path)
     }
 
+    /// Creates a directory only its owner may enter, or makes an existing one so; fails unless this
+    /// process owns it (so one created by another user is refused, not trusted).
+    public static func makePrivateDirectory(_ path: String) throws(SystemError) {
+        try makeDirectory(path, mode: 0o700)
+        let fd = try FileDescriptor.open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+        try fd.closeAfter { (fd) throws(SystemError) in try fd.setMode(0o700) }
+    }
+
     /// Whether something exists at `path`.
     public static func exists(_ path: String) -> Bool {
         herald_stat(path, nil, nil, nil) == 0

@@ -59,13 +59,21 @@ final class DirectoryClaim: JobClaim, @unchecked Sendable {
 extension DirectoryStore: RunnerStore {
     /// Runs `body` holding the queue lock, which serializes ingest, claim, cancel and recovery across runners.
     func withQueueLock<T>(_ body: () throws(StoreError) -> T) throws(StoreError) -> T {
-        let fd = try unavailableOnFailure { () throws(SystemError) in
-            try FileDescriptor.open(root + "/queue.lock", O_RDWR | O_CREAT, mode: 0o664)
-        }
+        let fd = try unavailableOnFailure { () throws(SystemError) in try DirectoryStore.openLockFile(root + "/queue.lock") }
         return try fd.closeAfter { (fd) throws(StoreError) -> T in
             _ = try unavailableOnFailure { () throws(SystemError) in try fd.lockExclusive(wait: true) }
             return try body()
         }
+    }
+
+    /// Opens (creating) a lock file readable by its owner alone, also one an earlier version left group-readable.
+    static func openLockFile(_ path: String) throws(SystemError) -> FileDescriptor {
+        let fd = try FileDescriptor.open(path, O_RDWR | O_CREAT, mode: 0o600)
+        do { try fd.setMode(0o600) } catch {
+            fd.close()
+            throw error
+        }
+        return fd
     }
 
     func marker(_ id: JobID) -> String { "\(queue)/\(id.text)" }
@@ -300,7 +308,7 @@ extension DirectoryStore: RunnerStore {
     func lockNow(_ path: String) throws(StoreError) -> FileDescriptor? {
         try unavailableOnFailure { () throws(SystemError) -> FileDescriptor? in
             while true {
-                let fd = try FileDescriptor.open(path, O_RDWR | O_CREAT, mode: 0o664)
+                let fd = try DirectoryStore.openLockFile(path)
                 do throws(SystemError) {
                     guard try fd.lockExclusive(wait: false) else {
                         fd.close()

@@ -10,6 +10,9 @@
 //   logs/ID.log       the job program's output
 //   queue.lock        flock serializing ingest, claim and recovery across runners
 //
+// queue/, running/ and slots/ are the runner's alone (0700), and every lock file is 0600: flock needs
+// only a read descriptor, so a lock file the web user could open is a lock it could hold for ever.
+//
 // Readers never see a partial file because every file with content appears by rename.
 // docs/PROTOCOL.md tells the whole protocol.
 import Glibc
@@ -44,9 +47,12 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
         cancel = root + "/cancel"
         logs = root + "/logs"
         let all = [root, tmp, new, jobsDir, queue, running, slots, cancel, logs]
+        let runnersOnly: Set = [queue, running, slots]
         for dir in all {
             if create {
-                try unavailableOnFailure { () throws(SystemError) in try FileSystem.makeDirectory(dir) }
+                try unavailableOnFailure { () throws(SystemError) in
+                    if runnersOnly.contains(dir) { try FileSystem.makePrivateDirectory(dir) } else { try FileSystem.makeDirectory(dir) }
+                }
             } else if !FileSystem.exists(dir) {
                 throw .unavailable("\(dir) is missing (herald-runner creates it on its first start)")
             }

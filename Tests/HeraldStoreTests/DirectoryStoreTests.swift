@@ -109,6 +109,26 @@ import Testing
         second.release()
     }
 
+    @Test func theWebUserCannotOpenAnyLockFileSoItCannotHoldOne() throws {
+        let fixture = try StoreFixture()
+        try fixture.submit()
+        _ = try fixture.store.ingest()
+        // Left by an earlier version (group-readable), in a directory laid out as the guide said then.
+        try fixture.store.withQueueLock { () throws(StoreError) in }
+        try FileDescriptor.open("\(fixture.store.slots)/report.0.lock", O_RDWR | O_CREAT, mode: 0o640).close()
+        try fixture.deployForTwoUsers()
+        let store = try DirectoryStore(root: fixture.root, create: true)  // the runner starts
+        let claim = try #require(try store.claimNext(kinds: StoreFixture.kinds(concurrency: 1), now: fixture.now()))
+        defer { claim.release() }
+        // flock needs only a read descriptor: one the web user could open, it could lock for ever,
+        // stalling every runner (queue.lock), a kind (a slot) or a dead runner's recovery (running/).
+        let locks = ["queue.lock", "slots/report.0.lock", "running/\(claim.job.id.text).lock"]
+        let opened = try fixture.asWebUser(locks.map { "if : < '\(fixture.root)/\($0)'; then echo \($0); fi 2>/dev/null" }.joined(separator: "\n"))
+        #expect(opened.output == "")
+        // What it needs stays reachable: reading a job, submitting.
+        #expect(try fixture.asWebUser("cat '\(store.statusPath(claim.job.id))' >/dev/null && : > '\(fixture.root)/tmp/probe'").status == 0)
+    }
+
     @Test func aQueuedJobIsCanceledOnRequest() throws {
         let fixture = try StoreFixture()
         let store = fixture.store
