@@ -102,7 +102,7 @@ extension DirectoryStore: RunnerStore {
                 // the runner writes its own copy: renaming it would keep the web user as its owner, free
                 // to rewrite the queued job, and could move a file swapped in after the checks.
                 let job: Job
-                switch checkedSubmission(id, kinds: kinds) {
+                switch try checkedSubmission(id, kinds: kinds) {
                 case let .success(checked): job = checked
                 case let .failure(refusal):
                     refused(id, refusal.reason)
@@ -134,15 +134,19 @@ extension DirectoryStore: RunnerStore {
     }
 
     /// The submission new/ID.json as the fresh, valid job it must be, or why it is refused.
-    func checkedSubmission(_ id: JobID, kinds: [String: KindConfig]?) -> Result<Job, SubmissionRefused> {
+    func checkedSubmission(_ id: JobID, kinds: [String: KindConfig]?) throws(StoreError) -> Result<Job, SubmissionRefused> {
         if FileSystem.exists(statusPath(id)) {
             return .failure(SubmissionRefused(reason: "a job with this id exists already", jobExists: true))
         }
         let job: Job
-        do {
-            guard let read = try read(submissionPath(id)) else { return .failure(SubmissionRefused(reason: "it vanished")) }
-            job = read
-        } catch { return .failure(SubmissionRefused(reason: "it is not a job: \(error)")) }
+        switch try readSubmission(id) {
+        case let .success(bytes):
+            guard let bytes else { return .failure(SubmissionRefused(reason: "it vanished")) }
+            do { job = try decode(bytes, submissionPath(id)) } catch {
+                return .failure(SubmissionRefused(reason: "it is not a job: \(error)"))
+            }
+        case let .failure(refusal): return .failure(refusal)
+        }
         guard job.id == id else { return .failure(SubmissionRefused(reason: "its id is not its file name")) }
         guard job.state == .queued, job.seq == 1, job.attempt == 1, job.startedAt == nil, job.finishedAt == nil,
               job.exitCode == nil, job.error == nil, job.result == nil, job.progress == 0 else {
@@ -159,6 +163,33 @@ extension DirectoryStore: RunnerStore {
             }
         }
         return .success(job)
+    }
+
+    /// The bytes of new/ID.json (nil when it is gone), read as what the web user may have put there:
+    /// a symlink is not followed (to /dev/zero it would exhaust memory), a FIFO is not waited on (it
+    /// would hang every runner), and only a regular file of at most `maxSubmissionBytes` is read.
+    /// A failure of the system rather than of the file (EMFILE, EIO) is thrown: the submission stays for the next pass.
+    func readSubmission(_ id: JobID) throws(StoreError) -> Result<[UInt8]?, SubmissionRefused> {
+        let path = submissionPath(id)
+        do {
+            let fd = try FileDescriptor.open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+            return try fd.closeAfter { (fd) throws(SystemError) -> Result<[UInt8]?, SubmissionRefused> in
+                guard try fd.isRegularFile() else {
+                    return .failure(SubmissionRefused(reason: "it is not a regular file (a FIFO, device, socket or directory)"))
+                }
+                guard let bytes = try fd.readAll(limit: maxSubmissionBytes) else {
+                    return .failure(SubmissionRefused(reason: "it is over \(maxSubmissionBytes) bytes, more than any request herald-fcgi accepts"))
+                }
+                return .success(bytes)
+            }
+        } catch {
+            switch error.errno {
+            case ENOENT: return .success(nil)
+            case ELOOP: return .failure(SubmissionRefused(reason: "it is a symbolic link"))
+            case EACCES, EPERM, ENXIO: return .failure(SubmissionRefused(reason: "it cannot be read: \(error)"))
+            default: throw .unavailable(error.description)
+            }
+        }
     }
 
     /// What a pass over the queue finds of a job.

@@ -24,6 +24,9 @@ import Synchronization
 public final class DirectoryStore: JobStore, @unchecked Sendable {
     // Immutable after init but for `ended`, which is behind a lock; every method is safe from any thread.
     public let root: String
+    /// The largest submission file ingest reads: far above any job herald-fcgi writes for a request of
+    /// `max_body_bytes` (its JSON re-encoded at most doubles in size), far below what hurts a runner.
+    public let maxSubmissionBytes: Int
     let tmp, new, jobsDir, queue, running, slots, cancel, logs: String
     /// State and kind of the ended jobs seen so far: an ended job's file never changes again (gc only
     /// removes it), so listing and counting read each one once instead of on every request.
@@ -36,8 +39,9 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
     }
 
     /// Opens the store at `root`. With `create`, makes the directories that are missing (the runner does; the web side only checks).
-    public init(root: String, create: Bool) throws(StoreError) {
+    public init(root: String, create: Bool, maxBodyBytes: Int = Config().maxBodyBytes) throws(StoreError) {
         self.root = root
+        maxSubmissionBytes = 4 * maxBodyBytes + 65536
         tmp = root + "/tmp"
         new = root + "/new"
         jobsDir = root + "/jobs"

@@ -129,6 +129,49 @@ import Testing
         #expect(try fixture.asWebUser("cat '\(store.statusPath(claim.job.id))' >/dev/null && : > '\(fixture.root)/tmp/probe'").status == 0)
     }
 
+    @Test func ingestRefusesAFifoASymlinkAndAnOversizedSubmissionWithoutHangingOrReadingThem() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        func id() -> JobID { JobID(milliseconds: UInt64(fixture.now().milliseconds), random: RandomSource.bytes(10)) }
+        // A FIFO nobody writes to: opened for reading without O_NONBLOCK, it hangs ingest under queue.lock.
+        let fifo = id()
+        #expect(mkfifo(store.submissionPath(fifo), 0o660) == 0)
+        // A symlink to a valid job elsewhere (or to /dev/zero, which would exhaust memory).
+        let linked = Job(id: id(), kind: "report", params: [:], now: fixture.now())
+        let elsewhere = fixture.root + "/elsewhere.json"
+        try FileDescriptor.open(elsewhere, O_WRONLY | O_CREAT).closeAfter { (fd) throws(SystemError) in
+            try fd.writeAll(DirectoryStore.encode(linked))
+        }
+        #expect(symlink(elsewhere, store.submissionPath(linked.id)) == 0)
+        // A well-formed job far larger than any request herald-fcgi accepts (max_body_bytes 64 KiB).
+        let huge = Job(id: id(), kind: "report", params: ["pad": String(repeating: "x", count: 4 << 20)], now: fixture.now())
+        try store.submit(huge)
+        let fine = try fixture.submit()
+
+        let reasons = Mutex<[String: String]>([:])
+        let done = Atomic<Bool>(false)
+        let ingest = Thread {
+            _ = try? store.ingest(kinds: nil, refused: { id, why in reasons.withLock { $0[id.text] = why } })
+            done.store(true, ordering: .releasing)
+        }
+        ingest.start()
+        for _ in 0..<300 where !done.load(ordering: .acquiring) { Thread.sleep(forTimeInterval: 0.01) }
+        let hung = !done.load(ordering: .acquiring)
+        if hung { _ = try? FileDescriptor.open(store.submissionPath(fifo), O_RDWR).close() }  // a writer frees it
+        while !done.load(ordering: .acquiring) { Thread.sleep(forTimeInterval: 0.01) }
+        #expect(!hung, "ingest hung on a FIFO in new/")
+        let why = reasons.withLock { $0 }
+        #expect(why[fifo.text]?.contains("not a regular file") == true)
+        #expect(why[linked.id.text]?.contains("symbolic link") == true)
+        #expect(why[huge.id.text]?.contains("bytes") == true)
+        for refused in [fifo, linked.id, huge.id] {
+            #expect(!FileSystem.exists(store.statusPath(refused)))
+            #expect(!FileSystem.exists(store.submissionPath(refused)))
+        }
+        #expect(try store.job(fine.id)?.state == .queued)
+        #expect(FileSystem.exists(store.statusPath(fine.id)))
+    }
+
     @Test func aQueuedJobIsCanceledOnRequest() throws {
         let fixture = try StoreFixture()
         let store = fixture.store
