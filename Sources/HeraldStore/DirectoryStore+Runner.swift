@@ -358,7 +358,7 @@ extension DirectoryStore: RunnerStore {
     }
 
     public func write(_ job: Job, durable: Bool) throws(StoreError) {
-        try replaceAtomically(statusPath(job.id), with: DirectoryStore.encode(job), syncDirectory: durable ? jobsDir : nil)
+        try replaceAtomically(statusPath(job.id), with: DirectoryStore.encode(job), tempDir: runnerTmp, syncDirectory: durable ? jobsDir : nil)
     }
 
     public func enqueue(_ id: JobID) throws(StoreError) {

@@ -1,6 +1,7 @@
 // The state directory: the filesystem is the database (after nq and Maildir).
 //
-//   tmp/              files being written; renamed into place when complete
+//   tmp/              submissions being written (web and CLI); renamed into new/ when complete
+//   runner-tmp/       job states being written by runners (0700: only they can touch a file here)
 //   new/ID.json       submissions not yet seen by a runner (web and CLI: tmp → fsync → rename)
 //   jobs/ID.json      the job's status; only runners write it (tmp → fsync → rename)
 //   queue/ID          an empty marker per queued job, so claiming never reads finished jobs
@@ -27,7 +28,7 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
     /// The largest submission file ingest reads: far above any job herald-fcgi writes for a request of
     /// `max_body_bytes` (its JSON re-encoded at most doubles in size), far below what hurts a runner.
     public let maxSubmissionBytes: Int
-    let tmp, new, jobsDir, queue, running, slots, cancel, logs: String
+    let tmp, runnerTmp, new, jobsDir, queue, running, slots, cancel, logs: String
     /// State and kind of the ended jobs seen so far: an ended job's file never changes again (gc only
     /// removes it), so listing and counting read each one once instead of on every request.
     private let ended = Mutex<[JobID: EndedJob]>([:])
@@ -43,6 +44,7 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
         self.root = root
         maxSubmissionBytes = 4 * maxBodyBytes + 65536
         tmp = root + "/tmp"
+        runnerTmp = root + "/runner-tmp"
         new = root + "/new"
         jobsDir = root + "/jobs"
         queue = root + "/queue"
@@ -50,8 +52,9 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
         slots = root + "/slots"
         cancel = root + "/cancel"
         logs = root + "/logs"
-        let all = [root, tmp, new, jobsDir, queue, running, slots, cancel, logs]
-        let runnersOnly: Set = [queue, running, slots]
+        // The web side never needs runner-tmp/: an upgraded herald-fcgi starts before the runner made it.
+        let all = [root, tmp, new, jobsDir, queue, running, slots, cancel, logs] + (create ? [runnerTmp] : [])
+        let runnersOnly: Set = [runnerTmp, queue, running, slots]
         for dir in all {
             if create {
                 try unavailableOnFailure { () throws(SystemError) in
@@ -75,9 +78,11 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
 
     // MARK: Writing a file whole
 
-    /// Writes `bytes` to a temp file, fsyncs it and renames it over `path`: readers see the old file or the new, never a part.
-    func replaceAtomically(_ path: String, with bytes: [UInt8], syncDirectory: String? = nil) throws(StoreError) {
-        let temp = "\(tmp)/\(getpid()).\(RandomSource.bytes(6).map { String($0, radix: 16) }.joined()).tmp"
+    /// Writes `bytes` to a temp file in `tempDir`, fsyncs it and renames it over `path`: readers see the old
+    /// file or the new, never a part. Only who may write `path` may write `tempDir`: a file another user can
+    /// replace between the write and the rename is that user's content under this writer's name.
+    func replaceAtomically(_ path: String, with bytes: [UInt8], tempDir: String, syncDirectory: String? = nil) throws(StoreError) {
+        let temp = "\(tempDir)/\(getpid()).\(RandomSource.bytes(6).map { String($0, radix: 16) }.joined()).tmp"
         do {
             let fd = try FileDescriptor.open(temp, O_WRONLY | O_CREAT | O_EXCL, mode: 0o664)
             try fd.closeAfter { (fd) throws(SystemError) in
@@ -118,7 +123,7 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
     // MARK: JobStore
 
     public func submit(_ job: Job) throws(StoreError) {
-        try replaceAtomically(submissionPath(job.id), with: DirectoryStore.encode(job), syncDirectory: new)
+        try replaceAtomically(submissionPath(job.id), with: DirectoryStore.encode(job), tempDir: tmp, syncDirectory: new)
     }
 
     public func job(_ id: JobID) throws(StoreError) -> Job? { try located(id)?.job }

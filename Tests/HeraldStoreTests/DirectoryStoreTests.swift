@@ -172,6 +172,27 @@ import Testing
         #expect(FileSystem.exists(store.statusPath(fine.id)))
     }
 
+    @Test func theRunnerWritesJobStateThroughADirectoryTheWebUserCannotWrite() throws {
+        let fixture = try StoreFixture()
+        try fixture.deployForTwoUsers()
+        let store = try DirectoryStore(root: fixture.root, create: true)  // the runner starts
+        let job = try fixture.submit(params: ["month": "2026-10"])
+        // In the shared tmp/ (2770, no sticky bit) the web user could swap the runner's temp file for
+        // its own between write and rename, and so write any job state: the runner keeps out of tmp/.
+        try FileSystem.rename(store.tmp, store.tmp + ".away")
+        #expect(try store.ingest() == 1)
+        let claim = try #require(try store.claimNext(kinds: StoreFixture.kinds(), now: fixture.now()))
+        let done = try #require(claim.job.applying(.exited(status: 0), at: fixture.now(), retries: 0))
+        try store.write(done, durable: true)
+        claim.release()
+        #expect(try store.job(job.id) == done)
+        // Where it writes instead, the web user can create nothing.
+        let runnersTemp = fixture.root + "/runner-tmp"
+        #expect(try FileManager.default.attributesOfItem(atPath: runnersTemp)[.posixPermissions] as? Int == 0o700)
+        #expect(try fixture.asWebUser(": > '\(runnersTemp)/planted'").status != 0)
+        #expect(!FileSystem.exists(runnersTemp + "/planted"))
+    }
+
     @Test func aQueuedJobIsCanceledOnRequest() throws {
         let fixture = try StoreFixture()
         let store = fixture.store
