@@ -16,6 +16,11 @@ public enum FileSystem {
         throw SystemError("unlink", errno: errno, path: path)
     }
 
+    /// Removes an empty directory.
+    public static func removeDirectory(_ path: String) throws(SystemError) {
+        try retryingEINTR("rmdir", path: path) { Glibc.rmdir(path) }
+    }
+
     /// Creates a directory unless it exists.
     public static func makeDirectory(_ path: String, mode: mode_t = 0o775) throws(SystemError) {
         if Glibc.mkdir(path, mode) == 0 || errno == EEXIST { return }

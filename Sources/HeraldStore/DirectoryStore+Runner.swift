@@ -89,8 +89,12 @@ extension DirectoryStore: RunnerStore {
         try unavailableOnFailure { () throws(SystemError) in for dir in dirs { try FileSystem.syncDirectory(dir) } }
     }
 
-    public func ingest(kinds: [String: KindConfig]?, refused: (JobID, String) -> Void) throws(StoreError) -> Int {
-        let waiting = try names(new).compactMap { DirectoryStore.id(fromFileName: $0, suffix: ".json") }
+    public func ingest(kinds: [String: KindConfig]?, refused: (String, String) -> Void) throws(StoreError) -> Int {
+        var waiting: [JobID] = []
+        for name in try names(new) {
+            if let id = DirectoryStore.id(fromFileName: name, suffix: ".json") { waiting.append(id); continue }
+            refused(name, removeStray(name))
+        }
         guard !waiting.isEmpty else { return 0 }
         return try withQueueLock { () throws(StoreError) -> Int in
             var ingested: [JobID] = []
@@ -105,7 +109,7 @@ extension DirectoryStore: RunnerStore {
                 switch try checkedSubmission(id, kinds: kinds) {
                 case let .success(checked): job = checked
                 case let .failure(refusal):
-                    refused(id, refusal.reason)
+                    refused("\(id.text).json", refusal.reason)
                     // One whose job exists may be what a crashed ingest left: it goes with the others,
                     // once jobs/ is durable.
                     if refusal.jobExists { leftovers.append(id) } else { unlinkQuietly(submissionPath(id)) }
@@ -123,6 +127,21 @@ extension DirectoryStore: RunnerStore {
             try syncDirectories([queue, jobsDir])
             for id in ingested + leftovers { unlinkQuietly(submissionPath(id)) }
             return ingested.count
+        }
+    }
+
+    /// Removes an entry of new/ that is no submission (nothing else would: the `.path` unit would start
+    /// runners again and again until systemd's start limit failed it); says what it was and what was done.
+    func removeStray(_ name: String) -> String {
+        let path = "\(new)/\(name)"
+        let what = "not a submission (those are named ID.json, with a job id)"
+        do {
+            do { try FileSystem.unlink(path) } catch where error.errno == EISDIR {
+                try FileSystem.removeDirectory(path)
+            }
+            return "\(what): removed"
+        } catch {
+            return "\(what), and it cannot be removed (remove it by hand): \(error)"
         }
     }
 

@@ -151,7 +151,7 @@ import Testing
         let reasons = Mutex<[String: String]>([:])
         let done = Atomic<Bool>(false)
         let ingest = Thread {
-            _ = try? store.ingest(kinds: nil, refused: { id, why in reasons.withLock { $0[id.text] = why } })
+            _ = try? store.ingest(kinds: nil, refused: { name, why in reasons.withLock { $0[name] = why } })
             done.store(true, ordering: .releasing)
         }
         ingest.start()
@@ -161,9 +161,9 @@ import Testing
         while !done.load(ordering: .acquiring) { Thread.sleep(forTimeInterval: 0.01) }
         #expect(!hung, "ingest hung on a FIFO in new/")
         let why = reasons.withLock { $0 }
-        #expect(why[fifo.text]?.contains("not a regular file") == true)
-        #expect(why[linked.id.text]?.contains("symbolic link") == true)
-        #expect(why[huge.id.text]?.contains("bytes") == true)
+        #expect(why["\(fifo.text).json"]?.contains("not a regular file") == true)
+        #expect(why["\(linked.id.text).json"]?.contains("symbolic link") == true)
+        #expect(why["\(huge.id.text).json"]?.contains("bytes") == true)
         for refused in [fifo, linked.id, huge.id] {
             #expect(!FileSystem.exists(store.statusPath(refused)))
             #expect(!FileSystem.exists(store.submissionPath(refused)))
@@ -191,6 +191,25 @@ import Testing
         #expect(try FileManager.default.attributesOfItem(atPath: runnersTemp)[.posixPermissions] as? Int == 0o700)
         #expect(try fixture.asWebUser(": > '\(runnersTemp)/planted'").status != 0)
         #expect(!FileSystem.exists(runnersTemp + "/planted"))
+    }
+
+    @Test func ingestLeavesNewEmptyOfStrayEntriesSoThePathUnitGoesQuiet() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let job = try fixture.submit()
+        // What an operator, an editor or a broken client may leave: none is a submission.
+        let strays = ["notes.txt", ".hidden", "\(job.id.text).json.part", "not-a-job-id.json", "pipe", "link", "empty-dir"]
+        for name in strays.prefix(4) { try FileDescriptor.open("\(store.new)/\(name)", O_WRONLY | O_CREAT).close() }
+        #expect(mkfifo("\(store.new)/pipe", 0o660) == 0)
+        #expect(symlink("/dev/zero", "\(store.new)/link") == 0)
+        try FileSystem.makeDirectory("\(store.new)/empty-dir")
+        var reasons: [String: String] = [:]
+        #expect(try store.ingest(kinds: nil, refused: { name, why in reasons[name] = why }) == 1)
+        // systemd's DirectoryNotEmpty=new/ would start the runner again and again until its start limit failed it.
+        #expect(try FileSystem.list(store.new) == [])
+        #expect(Set(reasons.keys) == Set(strays))
+        #expect(reasons.values.allSatisfy { $0.contains("not a submission") })
+        #expect(try store.job(job.id)?.state == .queued)
     }
 
     @Test func aQueuedJobIsCanceledOnRequest() throws {
