@@ -98,34 +98,36 @@ extension DirectoryStore: RunnerStore {
         guard !waiting.isEmpty else { return 0 }
         return try withQueueLock { () throws(StoreError) -> Int in
             var ingested: [JobID] = []
-            var leftovers: [JobID] = []
+            var settled: [JobID] = []  // submissions whose job is written (failed) or was already
             for id in waiting {
                 guard FileSystem.exists(submissionPath(id)) else { continue }  // another runner took it
                 // The web side may write new/ but never job state: a forged file must not become
                 // (or replace) a job, nor carry params its kind would refuse. The file is read once and
                 // the runner writes its own copy: renaming it would keep the web user as its owner, free
                 // to rewrite the queued job, and could move a file swapped in after the checks.
-                let job: Job
                 switch try checkedSubmission(id, kinds: kinds) {
-                case let .success(checked): job = checked
-                case let .failure(refusal):
+                case let .queue(job):
+                    // Marker first: a crash between the steps leaves a marker whose job is still in new/,
+                    // which the next ingest completes; never a queued job without a marker.
+                    try touch(marker(id))
+                    try write(job, durable: false)
+                    ingested.append(id)
+                case let .fail(job):
+                    refused("\(id.text).json", "\(job.error?.message ?? ""): the job is kept, failed")
+                    try write(job, durable: false)
+                    settled.append(id)
+                case let .refuse(refusal):
                     refused("\(id.text).json", refusal.reason)
                     // One whose job exists may be what a crashed ingest left: it goes with the others,
                     // once jobs/ is durable.
-                    if refusal.jobExists { leftovers.append(id) } else { unlinkQuietly(submissionPath(id)) }
-                    continue
+                    if refusal.jobExists { settled.append(id) } else { unlinkQuietly(submissionPath(id)) }
                 }
-                // Marker first: a crash between the steps leaves a marker whose job is still in new/,
-                // which the next ingest completes; never a queued job without a marker.
-                try touch(marker(id))
-                try write(job, durable: false)
-                ingested.append(id)
             }
-            guard !ingested.isEmpty || !leftovers.isEmpty else { return 0 }
+            guard !ingested.isEmpty || !settled.isEmpty else { return 0 }
             // Markers and jobs are durable before any submission goes: whatever a power cut keeps of
             // new/ (another writer's fsync of new/ may make an unlink durable early), a job is never nowhere.
             try syncDirectories([queue, jobsDir])
-            for id in ingested + leftovers { unlinkQuietly(submissionPath(id)) }
+            for id in ingested + settled { unlinkQuietly(submissionPath(id)) }
             return ingested.count
         }
     }
@@ -145,6 +147,17 @@ extension DirectoryStore: RunnerStore {
         }
     }
 
+    /// What ingest makes of a submission.
+    enum Intake {
+        /// A fresh job, to queue.
+        case queue(Job)
+        /// A fresh job whose kind, as configured now, refuses its params: it may have been answered
+        /// 201 under the config of then, so it is kept, failed with a reason, never dropped.
+        case fail(Job)
+        /// Not a fresh job (forged, malformed, not a plain file): removed.
+        case refuse(SubmissionRefused)
+    }
+
     /// Why a submission is not ingested.
     struct SubmissionRefused: Error {
         let reason: String
@@ -152,36 +165,39 @@ extension DirectoryStore: RunnerStore {
         var jobExists = false
     }
 
-    /// The submission new/ID.json as the fresh, valid job it must be, or why it is refused.
-    func checkedSubmission(_ id: JobID, kinds: [String: KindConfig]?) throws(StoreError) -> Result<Job, SubmissionRefused> {
+    /// What the submission new/ID.json is: a fresh job to queue or to fail, or why it is refused.
+    func checkedSubmission(_ id: JobID, kinds: [String: KindConfig]?) throws(StoreError) -> Intake {
         if FileSystem.exists(statusPath(id)) {
-            return .failure(SubmissionRefused(reason: "a job with this id exists already", jobExists: true))
+            return .refuse(SubmissionRefused(reason: "a job with this id exists already", jobExists: true))
         }
         let job: Job
         switch try readSubmission(id) {
         case let .success(bytes):
-            guard let bytes else { return .failure(SubmissionRefused(reason: "it vanished")) }
+            guard let bytes else { return .refuse(SubmissionRefused(reason: "it vanished")) }
             do { job = try decode(bytes, submissionPath(id)) } catch {
-                return .failure(SubmissionRefused(reason: "it is not a job: \(error)"))
+                return .refuse(SubmissionRefused(reason: "it is not a job: \(error)"))
             }
-        case let .failure(refusal): return .failure(refusal)
+        case let .failure(refusal): return .refuse(refusal)
         }
-        guard job.id == id else { return .failure(SubmissionRefused(reason: "its id is not its file name")) }
+        guard job.id == id else { return .refuse(SubmissionRefused(reason: "its id is not its file name")) }
         guard job.state == .queued, job.seq == 1, job.attempt == 1, job.startedAt == nil, job.finishedAt == nil,
               job.exitCode == nil, job.error == nil, job.result == nil, job.progress == 0 else {
-            return .failure(SubmissionRefused(reason: "it is not a fresh queued job"))
+            return .refuse(SubmissionRefused(reason: "it is not a fresh queued job"))
         }
         // A kind this runner does not know is left to a runner that does.
         if let kinds, let kind = kinds[job.kind] {
             // Known, but maybe in a canonically equal spelling that would name other slot locks.
             guard kinds[exactly: job.kind] != nil else {
-                return .failure(SubmissionRefused(reason: "its kind is not spelled as configured"))
+                return .refuse(SubmissionRefused(reason: "its kind is not spelled as configured"))
             }
             do { _ = try kind.validate(params: job.paramsJSON) } catch {
-                return .failure(SubmissionRefused(reason: "its params are refused: \(error)"))
+                let why = JobError(.spawnFailed, "not started: its params are refused: \(error) (checked against the configuration when a runner took it)")
+                let now = Timestamp(milliseconds: max(Clock.wallMilliseconds(), job.updatedAt.milliseconds))
+                guard let failed = job.applying(.refused(why), at: now, retries: 0) else { preconditionFailure("a queued job can be refused") }
+                return .fail(failed)
             }
         }
-        return .success(job)
+        return .queue(job)
     }
 
     /// The bytes of new/ID.json (nil when it is gone), read as what the web user may have put there:

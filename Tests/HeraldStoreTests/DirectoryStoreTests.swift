@@ -212,6 +212,27 @@ import Testing
         #expect(try store.job(job.id)?.state == .queued)
     }
 
+    @Test func aSubmissionWhoseParamsTheConfigNoLongerTakesFailsVisiblyInsteadOfVanishing() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        // Answered 201 under the config of then; the regex was tightened before a runner saw it.
+        let job = try fixture.submit(params: ["month": "2026-13"])
+        let today = ["report": KindConfig(name: "report", executor: .command(["/bin/true"]),
+                                          params: ["month": try ParamPattern("^[0-9]{4}-(0[1-9]|1[0-2])$")])]
+        var reasons: [String] = []
+        #expect(try store.ingest(kinds: today, refused: { _, why in reasons.append(why) }) == 0)
+        let failed = try #require(try store.job(job.id))
+        #expect(failed.state == .failed)
+        #expect(failed.error?.code == .spawnFailed)
+        #expect(failed.error?.message.contains("param 'month'") == true)
+        #expect(failed.finishedAt != nil)
+        #expect(failed.params == job.params)
+        #expect(failed.seq > job.seq)
+        #expect(try FileSystem.list(store.new) == [])
+        #expect(!FileSystem.exists(store.marker(job.id)))
+        #expect(reasons.count == 1 && reasons[0].contains("param 'month'"))
+    }
+
     @Test func aQueuedJobIsCanceledOnRequest() throws {
         let fixture = try StoreFixture()
         let store = fixture.store
