@@ -90,22 +90,35 @@ extension DirectoryStore: RunnerStore {
     }
 
     public func ingest(kinds: [String: KindConfig]?, refused: (String, String) -> Void) throws(StoreError) -> Int {
-        var waiting: [JobID] = []
+        // Every submission is read and checked before queue.lock is taken: a kind's param regex may
+        // backtrack for long, and the lock stops every runner's claims and recovery meanwhile.
+        // The web side may write new/ but never job state: a forged file must not become (or replace)
+        // a job, nor carry params its kind would refuse. The file is read once and the runner writes
+        // its own copy: renaming it would keep the web user as its owner, free to rewrite the queued
+        // job, and could move a file swapped in after the checks.
+        var checked: [(id: JobID, intake: Intake)] = []
         for name in try names(new) {
-            if let id = DirectoryStore.id(fromFileName: name, suffix: ".json") { waiting.append(id); continue }
-            refused(name, removeStray(name))
+            guard let id = DirectoryStore.id(fromFileName: name, suffix: ".json") else {
+                refused(name, removeStray(name))
+                continue
+            }
+            checked.append((id, try checkedSubmission(id, kinds: kinds)))
         }
-        guard !waiting.isEmpty else { return 0 }
+        guard !checked.isEmpty else { return 0 }
         return try withQueueLock { () throws(StoreError) -> Int in
             var ingested: [JobID] = []
             var settled: [JobID] = []  // submissions whose job is written (failed) or was already
-            for id in waiting {
+            for (id, intake) in checked {
+                let name = "\(id.text).json"
                 guard FileSystem.exists(submissionPath(id)) else { continue }  // another runner took it
-                // The web side may write new/ but never job state: a forged file must not become
-                // (or replace) a job, nor carry params its kind would refuse. The file is read once and
-                // the runner writes its own copy: renaming it would keep the web user as its owner, free
-                // to rewrite the queued job, and could move a file swapped in after the checks.
-                switch try checkedSubmission(id, kinds: kinds) {
+                // A job of that id may have appeared since the check (another runner took it), or be
+                // what a crashed ingest left: it stands, and the submission goes once jobs/ is durable.
+                if FileSystem.exists(statusPath(id)) {
+                    if case let .refuse(refusal) = intake { refused(name, refusal.reason) }
+                    settled.append(id)
+                    continue
+                }
+                switch intake {
                 case let .queue(job):
                     // Marker first: a crash between the steps leaves a marker whose job is still in new/,
                     // which the next ingest completes; never a queued job without a marker.
@@ -113,14 +126,12 @@ extension DirectoryStore: RunnerStore {
                     try write(job, durable: false)
                     ingested.append(id)
                 case let .fail(job):
-                    refused("\(id.text).json", "\(job.error?.message ?? ""): the job is kept, failed")
+                    refused(name, "\(job.error?.message ?? ""): the job is kept, failed")
                     try write(job, durable: false)
                     settled.append(id)
                 case let .refuse(refusal):
-                    refused("\(id.text).json", refusal.reason)
-                    // One whose job exists may be what a crashed ingest left: it goes with the others,
-                    // once jobs/ is durable.
-                    if refusal.jobExists { settled.append(id) } else { unlinkQuietly(submissionPath(id)) }
+                    refused(name, refusal.reason)
+                    unlinkQuietly(submissionPath(id))
                 }
             }
             guard !ingested.isEmpty || !settled.isEmpty else { return 0 }
@@ -161,14 +172,12 @@ extension DirectoryStore: RunnerStore {
     /// Why a submission is not ingested.
     struct SubmissionRefused: Error {
         let reason: String
-        /// A job of that id exists already (a forgery, or what a crashed ingest left behind).
-        var jobExists = false
     }
 
     /// What the submission new/ID.json is: a fresh job to queue or to fail, or why it is refused.
     func checkedSubmission(_ id: JobID, kinds: [String: KindConfig]?) throws(StoreError) -> Intake {
         if FileSystem.exists(statusPath(id)) {
-            return .refuse(SubmissionRefused(reason: "a job with this id exists already", jobExists: true))
+            return .refuse(SubmissionRefused(reason: "a job with this id exists already"))
         }
         let job: Job
         switch try readSubmission(id) {

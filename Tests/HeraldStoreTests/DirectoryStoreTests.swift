@@ -233,6 +233,31 @@ import Testing
         #expect(reasons.count == 1 && reasons[0].contains("param 'month'"))
     }
 
+    @Test func aBacktrackingParamRegexIsCheckedWithoutHoldingTheQueueLock() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let waiting = try fixture.submit()
+        _ = try store.ingest()
+        // ^(a+)+$ against 16 a's and a "!" backtracks for seconds (an operator's regex; submit checked it too).
+        let kinds = StoreFixture.kinds().merging(["slow": KindConfig(name: "slow", executor: .command(["/bin/true"]),
+                                                                     params: ["v": try ParamPattern("^(a+)+$")])]) { $1 }
+        try fixture.submit("slow", params: ["v": String(repeating: "a", count: 16) + "!"])
+        let ingested = Atomic<Bool>(false)
+        let slowIngest = Thread {
+            _ = try? store.ingest(kinds: kinds, refused: { _, _ in })
+            ingested.store(true, ordering: .releasing)
+        }
+        slowIngest.start()
+        Thread.sleep(forTimeInterval: 0.3)  // into the regex
+        // Another runner's pass meanwhile: it must not wait for that regex (before: it waited on queue.lock).
+        let claim = try #require(try store.claimNext(kinds: kinds, now: fixture.now()))
+        let waitedForIt = ingested.load(ordering: .acquiring)
+        #expect(!waitedForIt, "claimNext waited for another runner's param check")
+        #expect(claim.job.id == waiting.id)
+        claim.release()
+        while !ingested.load(ordering: .acquiring) { Thread.sleep(forTimeInterval: 0.05) }
+    }
+
     @Test func aQueuedJobIsCanceledOnRequest() throws {
         let fixture = try StoreFixture()
         let store = fixture.store
