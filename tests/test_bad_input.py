@@ -544,11 +544,12 @@ def test_forged_submissions_in_new_cannot_rewrite_a_job_or_skip_param_checks(mak
     assert done["state"] == "succeeded" and ran.read_text() == "2026-01\n"
     new_dir = os.path.join(stack.state_dir, "new")
 
-    def forge(job):
+    def forge(job):  # as herald-fcgi submits: through tmp/ (a runner removes anything else in new/)
         path = os.path.join(new_dir, job["id"] + ".json")
-        with open(path + ".tmp", "w") as f:
+        temp = os.path.join(stack.state_dir, "tmp", job["id"] + ".tmp")
+        with open(temp, "w") as f:
             json.dump({k: v for k, v in job.items() if k != "links"}, f)
-        os.rename(path + ".tmp", path)
+        os.rename(temp, path)
 
     fresh = dict(done, state="queued", progress=0.0, message=None, started_at=None, finished_at=None,
                  exit_code=None, error=None, result=None, seq=1, attempt=1)
