@@ -415,8 +415,8 @@ def small_tmpfs(tmp_path):
 
 
 def leftovers(state):
-    """Files in tmp/ and submissions in new/ that are not complete JSON jobs."""
-    bad = [f"tmp/{n}" for n in os.listdir(state / "tmp")]
+    """Temp files (web's tmp/, runners' runner-tmp/) and submissions in new/ that are not complete JSON jobs."""
+    bad = [f"{d}/{n}" for d in ("tmp", "runner-tmp") if (state / d).exists() for n in os.listdir(state / d)]
     for n in os.listdir(state / "new"):
         try:
             json.loads((state / "new" / n).read_bytes())["id"]
