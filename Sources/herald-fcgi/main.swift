@@ -124,7 +124,11 @@ struct HeraldFCGI: ParsableCommand {
 func serve(_ request: FastCGIRequest, api: HeraldAPI, hub: StreamHub) {
     switch api.handle(APIRequest(params: request.params, readBody: request.readBody)) {
     case let .response(response):
-        request.respond(response.cgiBytes)
+        do { try request.respond(response.cgiBytes) } catch {
+            api.requests.abandonedAnswers.add(1, ordering: .relaxed)
+            log(.warning, "gave up a \(response.status) answer to \(request.params["REQUEST_METHOD"] ?? "?") "
+                + "\(request.params["DOCUMENT_URI"]?.prefix(200) ?? "?"): \(error)")
+        }
         request.finish()
     case let .stream(target, retry):
         let connection = request.detach()
