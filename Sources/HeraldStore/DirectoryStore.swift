@@ -22,6 +22,8 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
     // Immutable after init but for `ended`, which is behind a lock; every method is safe from any thread.
     public let root: String
     let tmp, new, jobsDir, queue, running, slots, cancel, logs: String
+    /// What to warn the operator about the filesystem under `root` (FUSE), or nil.
+    public let filesystemWarning: String?
     /// State and kind of the ended jobs seen so far: an ended job's file never changes again (gc only
     /// removes it), so listing and counting read each one once instead of on every request.
     private let ended = Mutex<[JobID: EndedJob]>([:])
@@ -33,6 +35,7 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
     }
 
     /// Opens the store at `root`. With `create`, makes the directories that are missing (the runner does; the web side only checks).
+    /// Refuses (`unsuitable`) a root on a network filesystem, where the watcher would miss other hosts' writes.
     public init(root: String, create: Bool) throws(StoreError) {
         self.root = root
         tmp = root + "/tmp"
@@ -46,11 +49,15 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
         let all = [root, tmp, new, jobsDir, queue, running, slots, cancel, logs]
         for dir in all {
             if create {
-                try unavailableOnFailure { () throws(SystemError) in try FileSystem.makeDirectory(dir) }
+                do { try FileSystem.makeDirectory(dir) } catch { throw .unavailable(error.description) }
             } else if !FileSystem.exists(dir) {
                 throw .unavailable("\(dir) is missing (herald-runner creates it on its first start)")
             }
         }
+        let filesystem: StateFilesystem
+        do { filesystem = StateFilesystem(magic: try FileSystem.filesystemType(root)) } catch { throw .unavailable(error.description) }
+        if let refusal = filesystem.refusal(root: root) { throw .unsuitable(refusal) }
+        filesystemWarning = filesystem.warning(root: root)
     }
 
     func statusPath(_ id: JobID) -> String { "\(jobsDir)/\(id.text).json" }

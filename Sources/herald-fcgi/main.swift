@@ -48,8 +48,10 @@ struct HeraldFCGI: ParsableCommand {
         let store: DirectoryStore
         do { store = try (try? DirectoryStore(root: config.stateDir, create: true)) ?? DirectoryStore(root: config.stateDir, create: false) } catch {
             log(.error, "\(error)")
+            if case StoreError.unsuitable = error { throw ExitCode(78) }  // only another configuration helps
             throw ExitCode(69)
         }
+        if let warning = store.filesystemWarning { log(.warning, warning) }
         let source = ListenSource.detect(socketPath: socket ?? config.socket)
         let server: FastCGIServer
         do { server = try FastCGIServer(source: source) } catch {
