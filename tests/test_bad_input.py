@@ -530,9 +530,10 @@ def test_twenty_log_followers_that_never_read_do_not_delay_another_jobs_stream(m
 def test_forged_submissions_in_new_cannot_rewrite_a_job_or_skip_param_checks(make_stack, tmp_path):
     """herald-fcgi (user herald-web) may write new/, so a compromised web process could
     drop any JSON there. The runner ingests only fresh queued jobs under an unused ID whose
-    params pass their kind's checks; it removes anything else and logs why. So the web side
-    cannot rewrite a job's state (not even by reusing its ID), invent a finished job, or
-    run a command with params its regex refuses."""
+    params pass their kind's checks; it removes anything else and logs why (a fresh job whose
+    params are refused is kept as failed: it may have been accepted under an older config). So
+    the web side cannot rewrite a job's state (not even by reusing its ID), invent a finished
+    job, or run a command with params its regex refuses."""
     ran = tmp_path / "ran"
     script = tmp_path / "mark.sh"
     script.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$HERALD_PARAM_MONTH\" >> '{ran}'\n")
@@ -570,7 +571,11 @@ def test_forged_submissions_in_new_cannot_rewrite_a_job_or_skip_param_checks(mak
     time.sleep(1.5)  # a runner pass or two
     assert stack.json("GET", f"/jobs/{done['id']}")[2] == done, "a forged submission rewrote a job"
     assert stack.json("GET", f"/jobs/{fake_id}")[0] == 404
-    assert stack.json("GET", f"/jobs/{bad_id}")[0] == 404
+    # A fresh job whose params its kind refuses may have been answered 201 under an older config:
+    # it is kept, failed with the reason, and never run.
+    status, _, refused = stack.json("GET", f"/jobs/{bad_id}")
+    assert status == 200 and refused["state"] == "failed", refused
+    assert refused["error"]["code"] == "spawn_failed" and "param 'month'" in refused["error"]["message"], refused
     assert ran.read_text() == "2026-01\n", "a forged submission ran"
     log = stack.read_log("herald-runner")
     assert log.count("refused the submission") == 4, log

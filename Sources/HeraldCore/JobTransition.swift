@@ -8,6 +8,8 @@ public enum JobEvent: Sendable, Equatable {
     case exited(status: Int)
     /// The attempt ended without a clean exit: timeout, spawn failure, runner lost.
     case aborted(JobError)
+    /// The runner will not start the queued job: its kind, as configured now, refuses its params.
+    case refused(JobError)
     /// Someone asked for cancellation.
     case cancel
     /// The runner is shutting down: back to the queue, this attempt not counted.
@@ -46,6 +48,10 @@ extension Job {
             return next.failing(JobError(.exitStatus, "the program exited with status \(status)"), at: now, retries: retries)
         case let (.running, .aborted(error)):
             return next.failing(error, at: now, retries: retries)
+        case let (.queued, .refused(error)):
+            next.state = .failed
+            next.error = error
+            next.finishedAt = now
         case (.queued, .cancel), (.running, .cancel):
             next.state = .canceled
             next.error = JobError(.canceled, "canceled on request")

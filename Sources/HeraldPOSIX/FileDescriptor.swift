@@ -51,6 +51,24 @@ public struct FileDescriptor: Hashable, Sendable {
         }
     }
 
+    /// Reads to end of file, or returns nil as soon as the file holds more than `limit` bytes.
+    public func readAll(limit: Int) throws(SystemError) -> [UInt8]? {
+        var out: [UInt8] = []
+        while out.count <= limit {
+            let chunk = try read(upTo: min(65536, limit + 1 - out.count))
+            if chunk.isEmpty { return out }
+            out.append(contentsOf: chunk)
+        }
+        return nil
+    }
+
+    /// Whether the descriptor is a regular file (not a FIFO, device, directory or socket).
+    public func isRegularFile() throws(SystemError) -> Bool {
+        var status = Glibc.stat()
+        try retryingEINTR("fstat") { Glibc.fstat(rawValue, &status) }
+        return status.st_mode & S_IFMT == S_IFREG
+    }
+
     /// Writes what a non-blocking descriptor takes of `bytes` now: 0 when it is full (EAGAIN).
     public func writeAvailable(_ bytes: UnsafeRawBufferPointer) throws(SystemError) -> Int {
         do {
@@ -110,6 +128,9 @@ public struct FileDescriptor: Hashable, Sendable {
 
     /// Shuts the socket down in both directions, so a peer and a lingering close both end at once.
     public func shutdown() { _ = Glibc.shutdown(rawValue, Int32(SHUT_RDWR)) }
+
+    /// Sets the file's permission bits (fchmod); fails unless this process owns the file.
+    public func setMode(_ mode: mode_t) throws(SystemError) { try retryingEINTR("fchmod") { Glibc.fchmod(rawValue, mode) } }
 
     /// Cuts the file to nothing.
     public func truncate() throws(SystemError) { try retryingEINTR("ftruncate") { Glibc.ftruncate(rawValue, 0) } }

@@ -16,10 +16,23 @@ public enum FileSystem {
         throw SystemError("unlink", errno: errno, path: path)
     }
 
+    /// Removes an empty directory.
+    public static func removeDirectory(_ path: String) throws(SystemError) {
+        try retryingEINTR("rmdir", path: path) { Glibc.rmdir(path) }
+    }
+
     /// Creates a directory unless it exists.
     public static func makeDirectory(_ path: String, mode: mode_t = 0o775) throws(SystemError) {
         if Glibc.mkdir(path, mode) == 0 || errno == EEXIST { return }
         throw SystemError("mkdir", errno: errno, path: path)
+    }
+
+    /// Creates a directory only its owner may enter, or makes an existing one so; fails unless this
+    /// process owns it (so one created by another user is refused, not trusted).
+    public static func makePrivateDirectory(_ path: String) throws(SystemError) {
+        try makeDirectory(path, mode: 0o700)
+        let fd = try FileDescriptor.open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+        try fd.closeAfter { (fd) throws(SystemError) in try fd.setMode(0o700) }
     }
 
     /// Whether something exists at `path`.

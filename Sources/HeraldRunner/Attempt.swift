@@ -35,6 +35,14 @@ final class Attempt: @unchecked Sendable {
 
     /// Runs the attempt to its end and releases the claim.
     func run() {
+        // Checked again against today's config, here rather than under queue.lock (a regex may be slow):
+        // the job may have been queued under another config, or by a runner that lacks the kind.
+        // Refused params stay refused, so no retry.
+        do { _ = try kind.validate(params: job.paramsJSON) } catch {
+            log.close()
+            finish(.aborted(JobError(.spawnFailed, "not started: \(error) (checked against the configuration before running)")), retries: 0)
+            return
+        }
         runnerLog(.info, "job \(job.id) (\(kind.name)) started, attempt \(job.attempt)")
         let event: JobEvent
         switch kind.executor {
@@ -42,7 +50,7 @@ final class Attempt: @unchecked Sendable {
         case .demo: event = DemoProgram(attempt: self).run()
         }
         log.close()
-        finish(event)
+        finish(event, retries: kind.retries)
     }
 
     /// A progress line from the program; a report that changes nothing is not written.
@@ -73,8 +81,8 @@ final class Attempt: @unchecked Sendable {
         }
     }
 
-    private func finish(_ event: JobEvent) {
-        guard let next = job.applying(event, at: Attempt.now(), retries: kind.retries) else {
+    private func finish(_ event: JobEvent, retries: Int) {
+        guard let next = job.applying(event, at: Attempt.now(), retries: retries) else {
             preconditionFailure("a running job accepts every ending event")
         }
         do {

@@ -126,8 +126,8 @@ public final class Scheduler: Sendable {
     /// One pass over the store; returns how many jobs were claimed. A store error ends the pass
     /// (jobs started before it run on): the caller logs it and decides.
     private func scanAndClaim() throws(StoreError) -> Int {
-        _ = try store.ingest(kinds: kinds) { id, why in
-            runnerLog(.warning, "refused the submission new/\(id).json: \(why)")
+        _ = try store.ingest(kinds: kinds) { name, why in
+            runnerLog(.warning, "refused the submission new/\(name): \(why)")
         }
         let now = Timestamp(milliseconds: Clock.wallMilliseconds())
         for job in try store.recoverLostJobs(kinds: kinds, now: now) {

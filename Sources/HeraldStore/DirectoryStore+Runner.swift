@@ -59,13 +59,21 @@ final class DirectoryClaim: JobClaim, @unchecked Sendable {
 extension DirectoryStore: RunnerStore {
     /// Runs `body` holding the queue lock, which serializes ingest, claim, cancel and recovery across runners.
     func withQueueLock<T>(_ body: () throws(StoreError) -> T) throws(StoreError) -> T {
-        let fd = try unavailableOnFailure { () throws(SystemError) -> FileDescriptor in
-            let fd = try FileDescriptor.open(root + "/queue.lock", O_RDWR | O_CREAT, mode: 0o664)
-            _ = try fd.lockExclusive(wait: true)
-            return fd
+        let fd = try unavailableOnFailure { () throws(SystemError) in try DirectoryStore.openLockFile(root + "/queue.lock") }
+        return try fd.closeAfter { (fd) throws(StoreError) -> T in
+            _ = try unavailableOnFailure { () throws(SystemError) in try fd.lockExclusive(wait: true) }
+            return try body()
         }
-        defer { fd.close() }
-        return try body()
+    }
+
+    /// Opens (creating) a lock file readable by its owner alone, also one an earlier version left group-readable.
+    static func openLockFile(_ path: String) throws(SystemError) -> FileDescriptor {
+        let fd = try FileDescriptor.open(path, O_RDWR | O_CREAT, mode: 0o600)
+        do { try fd.setMode(0o600) } catch {
+            fd.close()
+            throw error
+        }
+        return fd
     }
 
     func marker(_ id: JobID) -> String { "\(queue)/\(id.text)" }
@@ -81,41 +89,73 @@ extension DirectoryStore: RunnerStore {
         try unavailableOnFailure { () throws(SystemError) in for dir in dirs { try FileSystem.syncDirectory(dir) } }
     }
 
-    public func ingest(kinds: [String: KindConfig]?, refused: (JobID, String) -> Void) throws(StoreError) -> Int {
-        let waiting = try names(new).compactMap { DirectoryStore.id(fromFileName: $0, suffix: ".json") }
+    public func ingest(kinds: [String: KindConfig]?, refused: (String, String) -> Void) throws(StoreError) -> Int {
+        var waiting: [JobID] = []
+        for name in try names(new) {
+            if let id = DirectoryStore.id(fromFileName: name, suffix: ".json") { waiting.append(id); continue }
+            refused(name, removeStray(name))
+        }
         guard !waiting.isEmpty else { return 0 }
         return try withQueueLock { () throws(StoreError) -> Int in
             var ingested: [JobID] = []
-            var leftovers: [JobID] = []
+            var settled: [JobID] = []  // submissions whose job is written (failed) or was already
             for id in waiting {
                 guard FileSystem.exists(submissionPath(id)) else { continue }  // another runner took it
                 // The web side may write new/ but never job state: a forged file must not become
                 // (or replace) a job, nor carry params its kind would refuse. The file is read once and
                 // the runner writes its own copy: renaming it would keep the web user as its owner, free
                 // to rewrite the queued job, and could move a file swapped in after the checks.
-                let job: Job
-                switch checkedSubmission(id, kinds: kinds) {
-                case let .success(checked): job = checked
-                case let .failure(refusal):
-                    refused(id, refusal.reason)
+                switch try checkedSubmission(id, kinds: kinds) {
+                case let .queue(job):
+                    // Marker first: a crash between the steps leaves a marker whose job is still in new/,
+                    // which the next ingest completes; never a queued job without a marker.
+                    try touch(marker(id))
+                    try write(job, durable: false)
+                    ingested.append(id)
+                case let .fail(job):
+                    refused("\(id.text).json", "\(job.error?.message ?? ""): the job is kept, failed")
+                    try write(job, durable: false)
+                    settled.append(id)
+                case let .refuse(refusal):
+                    refused("\(id.text).json", refusal.reason)
                     // One whose job exists may be what a crashed ingest left: it goes with the others,
                     // once jobs/ is durable.
-                    if refusal.jobExists { leftovers.append(id) } else { unlinkQuietly(submissionPath(id)) }
-                    continue
+                    if refusal.jobExists { settled.append(id) } else { unlinkQuietly(submissionPath(id)) }
                 }
-                // Marker first: a crash between the steps leaves a marker whose job is still in new/,
-                // which the next ingest completes; never a queued job without a marker.
-                try touch(marker(id))
-                try write(job, durable: false)
-                ingested.append(id)
             }
-            guard !ingested.isEmpty || !leftovers.isEmpty else { return 0 }
+            guard !ingested.isEmpty || !settled.isEmpty else { return 0 }
             // Markers and jobs are durable before any submission goes: whatever a power cut keeps of
             // new/ (another writer's fsync of new/ may make an unlink durable early), a job is never nowhere.
             try syncDirectories([queue, jobsDir])
-            for id in ingested + leftovers { unlinkQuietly(submissionPath(id)) }
+            for id in ingested + settled { unlinkQuietly(submissionPath(id)) }
             return ingested.count
         }
+    }
+
+    /// Removes an entry of new/ that is no submission (nothing else would: the `.path` unit would start
+    /// runners again and again until systemd's start limit failed it); says what it was and what was done.
+    func removeStray(_ name: String) -> String {
+        let path = "\(new)/\(name)"
+        let what = "not a submission (those are named ID.json, with a job id)"
+        do {
+            do { try FileSystem.unlink(path) } catch where error.errno == EISDIR {
+                try FileSystem.removeDirectory(path)
+            }
+            return "\(what): removed"
+        } catch {
+            return "\(what), and it cannot be removed (remove it by hand): \(error)"
+        }
+    }
+
+    /// What ingest makes of a submission.
+    enum Intake {
+        /// A fresh job, to queue.
+        case queue(Job)
+        /// A fresh job whose kind, as configured now, refuses its params: it may have been answered
+        /// 201 under the config of then, so it is kept, failed with a reason, never dropped.
+        case fail(Job)
+        /// Not a fresh job (forged, malformed, not a plain file): removed.
+        case refuse(SubmissionRefused)
     }
 
     /// Why a submission is not ingested.
@@ -125,32 +165,66 @@ extension DirectoryStore: RunnerStore {
         var jobExists = false
     }
 
-    /// The submission new/ID.json as the fresh, valid job it must be, or why it is refused.
-    func checkedSubmission(_ id: JobID, kinds: [String: KindConfig]?) -> Result<Job, SubmissionRefused> {
+    /// What the submission new/ID.json is: a fresh job to queue or to fail, or why it is refused.
+    func checkedSubmission(_ id: JobID, kinds: [String: KindConfig]?) throws(StoreError) -> Intake {
         if FileSystem.exists(statusPath(id)) {
-            return .failure(SubmissionRefused(reason: "a job with this id exists already", jobExists: true))
+            return .refuse(SubmissionRefused(reason: "a job with this id exists already", jobExists: true))
         }
         let job: Job
-        do {
-            guard let read = try read(submissionPath(id)) else { return .failure(SubmissionRefused(reason: "it vanished")) }
-            job = read
-        } catch { return .failure(SubmissionRefused(reason: "it is not a job: \(error)")) }
-        guard job.id == id else { return .failure(SubmissionRefused(reason: "its id is not its file name")) }
+        switch try readSubmission(id) {
+        case let .success(bytes):
+            guard let bytes else { return .refuse(SubmissionRefused(reason: "it vanished")) }
+            do { job = try decode(bytes, submissionPath(id)) } catch {
+                return .refuse(SubmissionRefused(reason: "it is not a job: \(error)"))
+            }
+        case let .failure(refusal): return .refuse(refusal)
+        }
+        guard job.id == id else { return .refuse(SubmissionRefused(reason: "its id is not its file name")) }
         guard job.state == .queued, job.seq == 1, job.attempt == 1, job.startedAt == nil, job.finishedAt == nil,
               job.exitCode == nil, job.error == nil, job.result == nil, job.progress == 0 else {
-            return .failure(SubmissionRefused(reason: "it is not a fresh queued job"))
+            return .refuse(SubmissionRefused(reason: "it is not a fresh queued job"))
         }
         // A kind this runner does not know is left to a runner that does.
         if let kinds, let kind = kinds[job.kind] {
             // Known, but maybe in a canonically equal spelling that would name other slot locks.
             guard kinds[exactly: job.kind] != nil else {
-                return .failure(SubmissionRefused(reason: "its kind is not spelled as configured"))
+                return .refuse(SubmissionRefused(reason: "its kind is not spelled as configured"))
             }
             do { _ = try kind.validate(params: job.paramsJSON) } catch {
-                return .failure(SubmissionRefused(reason: "its params are refused: \(error)"))
+                let why = JobError(.spawnFailed, "not started: its params are refused: \(error) (checked against the configuration when a runner took it)")
+                let now = Timestamp(milliseconds: max(Clock.wallMilliseconds(), job.updatedAt.milliseconds))
+                guard let failed = job.applying(.refused(why), at: now, retries: 0) else { preconditionFailure("a queued job can be refused") }
+                return .fail(failed)
             }
         }
-        return .success(job)
+        return .queue(job)
+    }
+
+    /// The bytes of new/ID.json (nil when it is gone), read as what the web user may have put there:
+    /// a symlink is not followed (to /dev/zero it would exhaust memory), a FIFO is not waited on (it
+    /// would hang every runner), and only a regular file of at most `maxSubmissionBytes` is read.
+    /// A failure of the system rather than of the file (EMFILE, EIO) is thrown: the submission stays for the next pass.
+    func readSubmission(_ id: JobID) throws(StoreError) -> Result<[UInt8]?, SubmissionRefused> {
+        let path = submissionPath(id)
+        do {
+            let fd = try FileDescriptor.open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+            return try fd.closeAfter { (fd) throws(SystemError) -> Result<[UInt8]?, SubmissionRefused> in
+                guard try fd.isRegularFile() else {
+                    return .failure(SubmissionRefused(reason: "it is not a regular file (a FIFO, device, socket or directory)"))
+                }
+                guard let bytes = try fd.readAll(limit: maxSubmissionBytes) else {
+                    return .failure(SubmissionRefused(reason: "it is over \(maxSubmissionBytes) bytes, more than any request herald-fcgi accepts"))
+                }
+                return .success(bytes)
+            }
+        } catch {
+            switch error.errno {
+            case ENOENT: return .success(nil)
+            case ELOOP: return .failure(SubmissionRefused(reason: "it is a symbolic link"))
+            case EACCES, EPERM, ENXIO: return .failure(SubmissionRefused(reason: "it cannot be read: \(error)"))
+            default: throw .unavailable(error.description)
+            }
+        }
     }
 
     /// What a pass over the queue finds of a job.
@@ -262,26 +336,27 @@ extension DirectoryStore: RunnerStore {
                 }
                 if fullKinds.contains(job.kind) { continue }
                 guard let kind = kinds[exactly: job.kind] else { continue }  // a kind this runner's config lacks: leave it
+                // Every way out of this turn but the claim (a full kind, a lock held elsewhere, a lock file
+                // that cannot be created, a failed write) closes what it took: a slot left locked would be
+                // lost to every runner for as long as this process lives.
                 var slot: FileDescriptor?
+                var lock: FileDescriptor?
+                var claimed = false
+                defer { if !claimed { lock?.close(); slot?.close() } }
                 if let limit = kind.concurrency {
                     slot = try freeSlot(kind: job.kind, limit: limit)
                     if slot == nil { fullKinds.insert(job.kind); continue }
                 }
                 let lockPath = "\(running)/\(id.text).lock"
-                guard let lock = try lockNow(lockPath) else { slot?.close(); continue }
-                guard let started = job.applying(.start, at: now, retries: kind.retries) else { lock.close(); slot?.close(); continue }
-                do throws(StoreError) {
-                    // The lock file is durable before the running state: recovery finds a job by it.
-                    try syncDirectories([running])
-                    try write(started, durable: true)
-                } catch {
-                    // The rename may have happened before the failure: the lock file stays, so recovery
-                    // finds the job whichever state it is in (running: lost; queued: marker restored).
-                    lock.close()
-                    slot?.close()
-                    throw error
-                }
+                lock = try lockNow(lockPath)
+                guard let lock, let started = job.applying(.start, at: now, retries: kind.retries) else { continue }
+                // The lock file is durable before the running state: recovery finds a job by it. Should
+                // either fail, the rename may have happened: the lock file stays, so recovery finds the job
+                // whichever state it is in (running: lost; queued: marker restored).
+                try syncDirectories([running])
+                try write(started, durable: true)
                 unlinkQuietly(marker(id))
+                claimed = true
                 return DirectoryClaim(job: started, lockPath: lockPath, lock: lock, slot: slot)
             }
             return nil
@@ -299,7 +374,7 @@ extension DirectoryStore: RunnerStore {
     func lockNow(_ path: String) throws(StoreError) -> FileDescriptor? {
         try unavailableOnFailure { () throws(SystemError) -> FileDescriptor? in
             while true {
-                let fd = try FileDescriptor.open(path, O_RDWR | O_CREAT, mode: 0o664)
+                let fd = try DirectoryStore.openLockFile(path)
                 do throws(SystemError) {
                     guard try fd.lockExclusive(wait: false) else {
                         fd.close()
@@ -318,7 +393,7 @@ extension DirectoryStore: RunnerStore {
     }
 
     public func write(_ job: Job, durable: Bool) throws(StoreError) {
-        try replaceAtomically(statusPath(job.id), with: DirectoryStore.encode(job), syncDirectory: durable ? jobsDir : nil)
+        try replaceAtomically(statusPath(job.id), with: DirectoryStore.encode(job), tempDir: runnerTmp, syncDirectory: durable ? jobsDir : nil)
     }
 
     public func enqueue(_ id: JobID) throws(StoreError) {

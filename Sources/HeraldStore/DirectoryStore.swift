@@ -1,6 +1,7 @@
 // The state directory: the filesystem is the database (after nq and Maildir).
 //
-//   tmp/              files being written; renamed into place when complete
+//   tmp/              submissions being written (web and CLI); renamed into new/ when complete
+//   runner-tmp/       job states being written by runners (0700: only they can touch a file here)
 //   new/ID.json       submissions not yet seen by a runner (web and CLI: tmp → fsync → rename)
 //   jobs/ID.json      the job's status; only runners write it (tmp → fsync → rename)
 //   queue/ID          an empty marker per queued job, so claiming never reads finished jobs
@@ -9,6 +10,9 @@
 //   cancel/ID         an empty file: someone asked to cancel the job
 //   logs/ID.log       the job program's output
 //   queue.lock        flock serializing ingest, claim and recovery across runners
+//
+// queue/, running/ and slots/ are the runner's alone (0700), and every lock file is 0600: flock needs
+// only a read descriptor, so a lock file the web user could open is a lock it could hold for ever.
 //
 // Readers never see a partial file because every file with content appears by rename.
 // docs/PROTOCOL.md tells the whole protocol.
@@ -21,7 +25,10 @@ import Synchronization
 public final class DirectoryStore: JobStore, @unchecked Sendable {
     // Immutable after init but for `ended`, which is behind a lock; every method is safe from any thread.
     public let root: String
-    let tmp, new, jobsDir, queue, running, slots, cancel, logs: String
+    /// The largest submission file ingest reads: far above any job herald-fcgi writes for a request of
+    /// `max_body_bytes` (its JSON re-encoded at most doubles in size), far below what hurts a runner.
+    public let maxSubmissionBytes: Int
+    let tmp, runnerTmp, new, jobsDir, queue, running, slots, cancel, logs: String
     /// What to warn the operator about the filesystem under `root` (FUSE), or nil.
     public let filesystemWarning: String?
     /// State and kind of the ended jobs seen so far: an ended job's file never changes again (gc only
@@ -36,9 +43,11 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
 
     /// Opens the store at `root`. With `create`, makes the directories that are missing (the runner does; the web side only checks).
     /// Refuses (`unsuitable`) a root on a network filesystem, where the watcher would miss other hosts' writes.
-    public init(root: String, create: Bool) throws(StoreError) {
+    public init(root: String, create: Bool, maxBodyBytes: Int = Config().maxBodyBytes) throws(StoreError) {
         self.root = root
+        maxSubmissionBytes = 4 * maxBodyBytes + 65536
         tmp = root + "/tmp"
+        runnerTmp = root + "/runner-tmp"
         new = root + "/new"
         jobsDir = root + "/jobs"
         queue = root + "/queue"
@@ -46,10 +55,14 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
         slots = root + "/slots"
         cancel = root + "/cancel"
         logs = root + "/logs"
-        let all = [root, tmp, new, jobsDir, queue, running, slots, cancel, logs]
+        // The web side never needs runner-tmp/: an upgraded herald-fcgi starts before the runner made it.
+        let all = [root, tmp, new, jobsDir, queue, running, slots, cancel, logs] + (create ? [runnerTmp] : [])
+        let runnersOnly: Set = [runnerTmp, queue, running, slots]
         for dir in all {
             if create {
-                do { try FileSystem.makeDirectory(dir) } catch { throw .unavailable(error.description) }
+                do {
+                    if runnersOnly.contains(dir) { try FileSystem.makePrivateDirectory(dir) } else { try FileSystem.makeDirectory(dir) }
+                } catch { throw .unavailable(error.description) }
             } else if !FileSystem.exists(dir) {
                 throw .unavailable("\(dir) is missing (herald-runner creates it on its first start)")
             }
@@ -72,9 +85,11 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
 
     // MARK: Writing a file whole
 
-    /// Writes `bytes` to a temp file, fsyncs it and renames it over `path`: readers see the old file or the new, never a part.
-    func replaceAtomically(_ path: String, with bytes: [UInt8], syncDirectory: String? = nil) throws(StoreError) {
-        let temp = "\(tmp)/\(getpid()).\(RandomSource.bytes(6).map { String($0, radix: 16) }.joined()).tmp"
+    /// Writes `bytes` to a temp file in `tempDir`, fsyncs it and renames it over `path`: readers see the old
+    /// file or the new, never a part. Only who may write `path` may write `tempDir`: a file another user can
+    /// replace between the write and the rename is that user's content under this writer's name.
+    func replaceAtomically(_ path: String, with bytes: [UInt8], tempDir: String, syncDirectory: String? = nil) throws(StoreError) {
+        let temp = "\(tempDir)/\(getpid()).\(RandomSource.bytes(6).map { String($0, radix: 16) }.joined()).tmp"
         do {
             let fd = try FileDescriptor.open(temp, O_WRONLY | O_CREAT | O_EXCL, mode: 0o664)
             try fd.closeAfter { (fd) throws(SystemError) in
@@ -115,7 +130,7 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
     // MARK: JobStore
 
     public func submit(_ job: Job) throws(StoreError) {
-        try replaceAtomically(submissionPath(job.id), with: DirectoryStore.encode(job), syncDirectory: new)
+        try replaceAtomically(submissionPath(job.id), with: DirectoryStore.encode(job), tempDir: tmp, syncDirectory: new)
     }
 
     public func job(_ id: JobID) throws(StoreError) -> Job? { try located(id)?.job }

@@ -18,8 +18,9 @@ public protocol RunnerStore: JobStore {
     ///
     /// new/ is writable by the web side, so a submission is taken only if it is a fresh job
     /// (queued, seq 1, attempt 1, nothing run yet) whose ID is not taken, and, for a kind in
-    /// `kinds`, whose params pass that kind's checks; any other is removed and reported to `refused`.
-    func ingest(kinds: [String: KindConfig]?, refused: (JobID, String) -> Void) throws(StoreError) -> Int
+    /// `kinds`, whose params pass that kind's checks; any other is removed and reported to `refused`
+    /// with its file name and why, as is anything else found there (new/ must end empty: the `.path` unit watches it).
+    func ingest(kinds: [String: KindConfig]?, refused: (String, String) -> Void) throws(StoreError) -> Int
     /// Finds jobs whose runner died (their liveness lock is free) and retries or fails them (`runner_lost`).
     func recoverLostJobs(kinds: [String: KindConfig], now: Timestamp) throws(StoreError) -> [Job]
     /// Cancels queued jobs that someone asked to cancel; returns the jobs now canceled.

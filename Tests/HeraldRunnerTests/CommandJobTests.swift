@@ -1,6 +1,8 @@
 import Foundation
 import Glibc
 import HeraldCore
+import HeraldPOSIX
+import HeraldStore
 import Testing
 
 extension RunnerBinaryTests {
@@ -41,6 +43,28 @@ extension RunnerBinaryTests {
             #expect(job.error?.code == .exitStatus)
             #expect(job.attempt == 1)
             #expect(job.finishedAt != nil)
+        }
+
+        @Test func aQueuedJobWhoseParamsTheKindRefusesTodayFailsWithoutRunning() throws {
+            let box = try Sandbox(kinds: """
+                  report: {command: [$DIR/report.sh], params: {month: '^[0-9]{4}-[0-9]{2}$'}, retries: 2}
+
+                """)
+            try box.script("report.sh", "touch $D/ran")
+            // A queued job in jobs/ whose params the kind refuses: planted, or queued before the regex was tightened.
+            let store = try DirectoryStore(root: box.stateDir, create: false)
+            let now = Timestamp(milliseconds: Clock.wallMilliseconds())
+            let job = Job(id: JobID(milliseconds: UInt64(now.milliseconds), random: RandomSource.bytes(10)), kind: "report",
+                          params: ["month": "--output=/etc/passwd"], now: now)
+            try store.write(job, durable: true)
+            try store.enqueue(job.id)
+            try box.drain()
+            let failed = try box.job(job.id)
+            #expect(failed.state == .failed)
+            #expect(failed.attempt == 1)  // refused params stay refused: no retry
+            #expect(failed.error?.code == .spawnFailed)
+            #expect(failed.error?.message.contains("param 'month'") == true)
+            #expect(!FileManager.default.fileExists(atPath: box.dir + "/ran"))
         }
 
         @Test func aRetryIsASecondAttempt() throws {

@@ -88,6 +88,151 @@ import Testing
         next.release()
     }
 
+    @Test func aClaimThatFailsToCreateItsLockLeavesNoSlotLocked() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let kinds = StoreFixture.kinds(concurrency: 2)
+        for _ in 0..<3 { try fixture.submit() }
+        _ = try store.ingest()
+        // running/ID.lock cannot be created (as on a full disk; a file in running/'s place fails even for root).
+        try FileManager.default.removeItem(atPath: store.running)
+        try FileDescriptor.open(store.running, O_WRONLY | O_CREAT).close()
+        for _ in 0..<5 {
+            #expect(throws: StoreError.self) { try store.claimNext(kinds: kinds, now: fixture.now()) }
+        }
+        try FileSystem.unlink(store.running)
+        try FileSystem.makeDirectory(store.running)
+        // Both slots are free again (before the fix each failed claim kept one locked for ever): two claims at once.
+        let first = try #require(try store.claimNext(kinds: kinds, now: fixture.now()))
+        let second = try #require(try store.claimNext(kinds: kinds, now: fixture.now()))
+        first.release()
+        second.release()
+    }
+
+    @Test func theWebUserCannotOpenAnyLockFileSoItCannotHoldOne() throws {
+        let fixture = try StoreFixture()
+        try fixture.submit()
+        _ = try fixture.store.ingest()
+        // Left by an earlier version (group-readable), in a directory laid out as the guide said then.
+        try fixture.store.withQueueLock { () throws(StoreError) in }
+        try FileDescriptor.open("\(fixture.store.slots)/report.0.lock", O_RDWR | O_CREAT, mode: 0o640).close()
+        try fixture.deployForTwoUsers()
+        let store = try DirectoryStore(root: fixture.root, create: true)  // the runner starts
+        let claim = try #require(try store.claimNext(kinds: StoreFixture.kinds(concurrency: 1), now: fixture.now()))
+        defer { claim.release() }
+        // flock needs only a read descriptor: one the web user could open, it could lock for ever,
+        // stalling every runner (queue.lock), a kind (a slot) or a dead runner's recovery (running/).
+        let locks = ["queue.lock", "slots/report.0.lock", "running/\(claim.job.id.text).lock"]
+        let opened = try fixture.asWebUser(locks.map { "if : < '\(fixture.root)/\($0)'; then echo \($0); fi 2>/dev/null" }.joined(separator: "\n"))
+        #expect(opened.output == "")
+        // What it needs stays reachable: reading a job, submitting.
+        #expect(try fixture.asWebUser("cat '\(store.statusPath(claim.job.id))' >/dev/null && : > '\(fixture.root)/tmp/probe'").status == 0)
+    }
+
+    @Test func ingestRefusesAFifoASymlinkAndAnOversizedSubmissionWithoutHangingOrReadingThem() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        func id() -> JobID { JobID(milliseconds: UInt64(fixture.now().milliseconds), random: RandomSource.bytes(10)) }
+        // A FIFO nobody writes to: opened for reading without O_NONBLOCK, it hangs ingest under queue.lock.
+        let fifo = id()
+        #expect(mkfifo(store.submissionPath(fifo), 0o660) == 0)
+        // A symlink to a valid job elsewhere (or to /dev/zero, which would exhaust memory).
+        let linked = Job(id: id(), kind: "report", params: [:], now: fixture.now())
+        let elsewhere = fixture.root + "/elsewhere.json"
+        try FileDescriptor.open(elsewhere, O_WRONLY | O_CREAT).closeAfter { (fd) throws(SystemError) in
+            try fd.writeAll(DirectoryStore.encode(linked))
+        }
+        #expect(symlink(elsewhere, store.submissionPath(linked.id)) == 0)
+        // A well-formed job far larger than any request herald-fcgi accepts (max_body_bytes 64 KiB).
+        let huge = Job(id: id(), kind: "report", params: ["pad": String(repeating: "x", count: 4 << 20)], now: fixture.now())
+        try store.submit(huge)
+        let fine = try fixture.submit()
+
+        let reasons = Mutex<[String: String]>([:])
+        let done = Atomic<Bool>(false)
+        let ingest = Thread {
+            _ = try? store.ingest(kinds: nil, refused: { name, why in reasons.withLock { $0[name] = why } })
+            done.store(true, ordering: .releasing)
+        }
+        ingest.start()
+        for _ in 0..<300 where !done.load(ordering: .acquiring) { Thread.sleep(forTimeInterval: 0.01) }
+        let hung = !done.load(ordering: .acquiring)
+        if hung { _ = try? FileDescriptor.open(store.submissionPath(fifo), O_RDWR).close() }  // a writer frees it
+        while !done.load(ordering: .acquiring) { Thread.sleep(forTimeInterval: 0.01) }
+        #expect(!hung, "ingest hung on a FIFO in new/")
+        let why = reasons.withLock { $0 }
+        #expect(why["\(fifo.text).json"]?.contains("not a regular file") == true)
+        #expect(why["\(linked.id.text).json"]?.contains("symbolic link") == true)
+        #expect(why["\(huge.id.text).json"]?.contains("bytes") == true)
+        for refused in [fifo, linked.id, huge.id] {
+            #expect(!FileSystem.exists(store.statusPath(refused)))
+            #expect(!FileSystem.exists(store.submissionPath(refused)))
+        }
+        #expect(try store.job(fine.id)?.state == .queued)
+        #expect(FileSystem.exists(store.statusPath(fine.id)))
+    }
+
+    @Test func theRunnerWritesJobStateThroughADirectoryTheWebUserCannotWrite() throws {
+        let fixture = try StoreFixture()
+        try fixture.deployForTwoUsers()
+        let store = try DirectoryStore(root: fixture.root, create: true)  // the runner starts
+        let job = try fixture.submit(params: ["month": "2026-10"])
+        // In the shared tmp/ (2770, no sticky bit) the web user could swap the runner's temp file for
+        // its own between write and rename, and so write any job state: the runner keeps out of tmp/.
+        try FileSystem.rename(store.tmp, store.tmp + ".away")
+        #expect(try store.ingest() == 1)
+        let claim = try #require(try store.claimNext(kinds: StoreFixture.kinds(), now: fixture.now()))
+        let done = try #require(claim.job.applying(.exited(status: 0), at: fixture.now(), retries: 0))
+        try store.write(done, durable: true)
+        claim.release()
+        #expect(try store.job(job.id) == done)
+        // Where it writes instead, the web user can create nothing.
+        let runnersTemp = fixture.root + "/runner-tmp"
+        #expect(try FileManager.default.attributesOfItem(atPath: runnersTemp)[.posixPermissions] as? Int == 0o700)
+        #expect(try fixture.asWebUser(": > '\(runnersTemp)/planted'").status != 0)
+        #expect(!FileSystem.exists(runnersTemp + "/planted"))
+    }
+
+    @Test func ingestLeavesNewEmptyOfStrayEntriesSoThePathUnitGoesQuiet() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let job = try fixture.submit()
+        // What an operator, an editor or a broken client may leave: none is a submission.
+        let strays = ["notes.txt", ".hidden", "\(job.id.text).json.part", "not-a-job-id.json", "pipe", "link", "empty-dir"]
+        for name in strays.prefix(4) { try FileDescriptor.open("\(store.new)/\(name)", O_WRONLY | O_CREAT).close() }
+        #expect(mkfifo("\(store.new)/pipe", 0o660) == 0)
+        #expect(symlink("/dev/zero", "\(store.new)/link") == 0)
+        try FileSystem.makeDirectory("\(store.new)/empty-dir")
+        var reasons: [String: String] = [:]
+        #expect(try store.ingest(kinds: nil, refused: { name, why in reasons[name] = why }) == 1)
+        // systemd's DirectoryNotEmpty=new/ would start the runner again and again until its start limit failed it.
+        #expect(try FileSystem.list(store.new) == [])
+        #expect(Set(reasons.keys) == Set(strays))
+        #expect(reasons.values.allSatisfy { $0.contains("not a submission") })
+        #expect(try store.job(job.id)?.state == .queued)
+    }
+
+    @Test func aSubmissionWhoseParamsTheConfigNoLongerTakesFailsVisiblyInsteadOfVanishing() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        // Answered 201 under the config of then; the regex was tightened before a runner saw it.
+        let job = try fixture.submit(params: ["month": "2026-13"])
+        let today = ["report": KindConfig(name: "report", executor: .command(["/bin/true"]),
+                                          params: ["month": try ParamPattern("^[0-9]{4}-(0[1-9]|1[0-2])$")])]
+        var reasons: [String] = []
+        #expect(try store.ingest(kinds: today, refused: { _, why in reasons.append(why) }) == 0)
+        let failed = try #require(try store.job(job.id))
+        #expect(failed.state == .failed)
+        #expect(failed.error?.code == .spawnFailed)
+        #expect(failed.error?.message.contains("param 'month'") == true)
+        #expect(failed.finishedAt != nil)
+        #expect(failed.params == job.params)
+        #expect(failed.seq > job.seq)
+        #expect(try FileSystem.list(store.new) == [])
+        #expect(!FileSystem.exists(store.marker(job.id)))
+        #expect(reasons.count == 1 && reasons[0].contains("param 'month'"))
+    }
+
     @Test func aQueuedJobIsCanceledOnRequest() throws {
         let fixture = try StoreFixture()
         let store = fixture.store

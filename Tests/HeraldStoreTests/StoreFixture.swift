@@ -31,7 +31,46 @@ final class StoreFixture {
         return job
     }
 
+    /// Gives the directory the two-user layout an operator made by the deployment guide before this
+    /// review: group `nogroup` (so `nobody` plays herald-web), setgid, tmp/ new/ cancel/ 2770, the rest 2750.
+    func deployForTwoUsers() throws {
+        try shell("""
+            chgrp -R nogroup '\(root)' && chmod 2750 '\(root)' && cd '\(root)' && \
+            chmod 2770 tmp new cancel && chmod 2750 jobs logs queue running slots
+            """)
+    }
+
+    /// Runs `/bin/sh -c script` as the web user (`nobody`, group `nogroup` only); its exit status and output.
+    @discardableResult
+    func asWebUser(_ script: String) throws -> (status: Int32, output: String) {
+        try shell(script, prefix: ["/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"], check: false)
+    }
+
+    @discardableResult
+    private func shell(_ script: String, prefix: [String] = [], check: Bool = true) throws -> (status: Int32, output: String) {
+        let process = Process()
+        let argv = prefix + ["/bin/sh", "-c", script]
+        process.executableURL = URL(fileURLWithPath: argv[0])
+        process.arguments = Array(argv.dropFirst())
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        if check && process.terminationStatus != 0 {
+            throw StoreFixtureError("\(argv) exited \(process.terminationStatus): \(output)")
+        }
+        return (process.terminationStatus, output)
+    }
+
     static func kinds(concurrency: Int? = nil, retries: Int = 0) -> [String: KindConfig] {
         ["report": KindConfig(name: "report", executor: .command(["/bin/true"]), concurrency: concurrency, retries: retries)]
     }
+}
+
+/// A fixture step that did not work.
+struct StoreFixtureError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }
