@@ -257,6 +257,9 @@ def test_systemd_units_contract():
     runner = unit_settings(os.path.join(REPO, "systemd/herald-runner.service"))
     assert runner["ExecStart"][0].split()[1] == "work" and runner["User"] == ["herald"]
     assert runner["KillMode"] == ["mixed"] and runner["TimeoutStopSec"] == ["45s"]
+    # 78 (bad configuration, state directory on a network filesystem) is not cured by restarting.
+    for unit in (fcgi, runner):
+        assert unit["RestartPreventExitStatus"] == ["78"], unit
     path = unit_settings(os.path.join(REPO, "systemd/herald-runner.path"))
     assert path["DirectoryNotEmpty"] == ["/var/lib/herald/new"] and path["Unit"] == ["herald-runner-once.service"]
     timer = unit_settings(os.path.join(REPO, "systemd/herald-runner.timer"))

@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 int herald_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {
@@ -42,6 +43,13 @@ int herald_fstat(int fd, int64_t *size) {
     struct stat st;
     if (fstat(fd, &st) != 0) return -1;
     *size = st.st_size;
+    return 0;
+}
+
+int herald_statfs_type(const char *path, int64_t *type) {
+    struct statfs fs;
+    if (statfs(path, &fs) != 0) return -1;
+    *type = (int64_t)fs.f_type;
     return 0;
 }
 

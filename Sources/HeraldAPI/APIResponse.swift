@@ -25,8 +25,12 @@ public struct APIResponse {
     }
 
     /// The bytes to hand to the FastCGI layer.
+    ///
+    /// A plain answer is complete when written, so nginx may buffer it (its stream locations turn
+    /// buffering off): it then reads the answer at once, and a client that never reads it holds
+    /// nothing of herald-fcgi's.
     public var cgiBytes: [UInt8] {
-        var head = "Status: \(status) \(APIResponse.reason(status))\r\n"
+        var head = "Status: \(status) \(APIResponse.reason(status))\r\nX-Accel-Buffering: yes\r\n"
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         head += "\r\n"
         return Array(head.utf8) + body

@@ -5,6 +5,8 @@ import Synchronization
 /// Requests answered, by route and status, for /metrics.
 public final class RequestCounters: Sendable {
     private let counts = Mutex<[String: [Int: Int]]>([:])
+    /// Plain answers given up because the web server took none of them within the write bound, or was gone.
+    public let abandonedAnswers = Atomic<Int>(0)
 
     public init() {}
 
@@ -46,6 +48,8 @@ extension HeraldAPI {
         for (route, byStatus) in requests.snapshot.sorted(by: { $0.key < $1.key }) {
             for (status, n) in byStatus.sorted(by: { $0.key < $1.key }) { samples.append(("{route=\"\(route)\",status=\"\(status)\"}", n)) }
         }
+        metric("herald_plain_answers_abandoned_total", "counter", "Plain answers not delivered: the web server stopped reading or was gone.",
+               [("", requests.abandonedAnswers.load(ordering: .relaxed))])
         metric("herald_requests_total", "counter", "Requests answered, by route and status.", samples)
         metric("herald_jobs", "gauge", "Jobs in the state directory, by state.", jobCounts().map { ("{state=\"\($0.0.rawValue)\"}", $0.1) })
         return APIResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")], body: Array(out.utf8))

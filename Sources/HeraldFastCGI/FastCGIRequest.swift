@@ -46,16 +46,19 @@ public final class FastCGIRequest: @unchecked Sendable {
         return body
     }
 
-    /// Writes and flushes a complete response (CGI-style head and body) through libfcgi; false if the client is gone.
-    @discardableResult
-    public func respond(_ bytes: [UInt8]) -> Bool {
-        guard let raw else { return false }
+    /// Writes and flushes a complete response (CGI-style head and body) through libfcgi; throws when
+    /// the web server is gone or took none of it within the connection's blocking bound.
+    public func respond(_ bytes: [UInt8]) throws(SystemError) {
+        guard let raw else { return }
         let put = bytes.withUnsafeBufferPointer { buffer in
             buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: bytes.count) {
                 FCGX_PutStr($0, Int32(bytes.count), raw.pointee.out)
             }
         }
-        return put == Int32(bytes.count) && FCGX_FFlush(raw.pointee.out) == 0 && FCGX_GetError(raw.pointee.out) == 0
+        if put != Int32(bytes.count) || FCGX_FFlush(raw.pointee.out) != 0 || FCGX_GetError(raw.pointee.out) != 0 {
+            // libfcgi keeps the errno of the write that failed (EAGAIN: the bound passed without progress).
+            throw SystemError("write", errno: FCGX_GetError(raw.pointee.out))
+        }
     }
 
     /// Ends the request through libfcgi and frees it.

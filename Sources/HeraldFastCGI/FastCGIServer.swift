@@ -40,6 +40,9 @@ public final class FastCGIServer: @unchecked Sendable {
     private var ready: [Int32] = []
     private var stopped = false
 
+    /// How long a blocking read or write of a request may make no progress before it is given up.
+    public static let blockingIOBoundMilliseconds = 10_000
+
     private static let listenToken: UInt64 = 0
     private static let wakeToken: UInt64 = 1
     private static let connectionBase: UInt64 = 2
@@ -124,6 +127,10 @@ public final class FastCGIServer: @unchecked Sendable {
             let fd = ready.removeFirst()
             readyLock.unlock()
 
+            // libfcgi reads and writes blocking: a peer that stops reading or sending must free this
+            // thread within the bound, not hold it (nginx buffers plain answers, so it never does).
+            // A parked stream is made non-blocking by the hub, where this no longer applies.
+            try? FileDescriptor(rawValue: fd).setBlockingTimeout(milliseconds: FastCGIServer.blockingIOBoundMilliseconds)
             let raw = UnsafeMutablePointer<FCGX_Request>.allocate(capacity: 1)
             // No listening socket: libfcgi must only read the connection given here, never accept.
             FCGX_InitRequest(raw, -1, 0)

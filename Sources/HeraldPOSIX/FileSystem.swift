@@ -52,6 +52,14 @@ public enum FileSystem {
         return herald_stat(path, &size, nil, nil) == 0 ? Int(size) : nil
     }
 
+    /// The magic number of the filesystem `path` is on (statfs(2) `f_type`, as <linux/magic.h> spells it).
+    public static func filesystemType(_ path: String) throws(SystemError) -> UInt32 {
+        var type: Int64 = 0
+        try retryingEINTR("statfs", path: path) { herald_statfs_type(path, &type) }
+        // f_type is a signed word: on 32-bit systems the magic numbers above 0x7FFFFFFF come back negative.
+        return UInt32(truncatingIfNeeded: type)
+    }
+
     /// The names in a directory, without `.` and `..`.
     public static func list(_ path: String) throws(SystemError) -> [String] {
         guard let dir = opendir(path) else { throw SystemError("opendir", errno: errno, path: path) }

@@ -48,28 +48,46 @@ public enum ChildProcess {
     @discardableResult
     public static func signal(_ pid: pid_t, _ signal: Int32) -> Bool { Glibc.kill(pid, signal) == 0 }
 
+    /// The process group `pid` is in, or nil when it is gone.
+    public static func group(of pid: pid_t) -> pid_t? {
+        let group = getpgid(pid)
+        return group < 0 ? nil : group
+    }
+
     /// Whether the process group `group` still has members.
     public static func groupExists(_ group: pid_t) -> Bool { Glibc.kill(-group, 0) == 0 || errno == EPERM }
 
     /// Makes this process the reaper of its orphaned descendants, so a job's leftover
-    /// children can be reaped (and stop counting as group members) even when PID 1 does not reap.
+    /// children (also those that left its process group) are handed to it, not to PID 1.
     public static func becomeSubreaper() throws(SystemError) {
         try retryingEINTR("prctl(PR_SET_CHILD_SUBREAPER)") { herald_set_child_subreaper() }
     }
 
-    /// Reaps `pid` (or, when negative, any child in the group `-pid`) without blocking: nil while it runs, else its exit status (128+signal when killed).
-    public static func reap(_ pid: pid_t, wait: Bool = false) -> Int? {
+    /// Reaps one ended child without blocking: its pid and exit status (128+signal when killed), or nil when none has ended.
+    public static func reapAny() -> (pid: pid_t, status: Int)? {
         var status: Int32 = 0
         while true {
-            let r = waitpid(pid, &status, wait ? 0 : WNOHANG)
-            if r == 0 { return nil }
-            if r < 0 {
-                if errno == EINTR { continue }
-                return -1
-            }
+            let pid = waitpid(-1, &status, WNOHANG)
+            if pid < 0, errno == EINTR { continue }
+            guard pid > 0 else { return nil }  // 0: none ended; ECHILD: no children
             let low = status & 0x7F
-            return low == 0 ? Int((status >> 8) & 0xFF) : 128 + Int(low)
+            return (pid, low == 0 ? Int((status >> 8) & 0xFF) : 128 + Int(low))
         }
+    }
+
+    /// This process's children (zombies included), from every thread's /proc/self/task/TID/children.
+    public static func children() -> [pid_t] {
+        let threads = (try? FileSystem.list("/proc/self/task")) ?? []
+        return threads.flatMap { thread -> [pid_t] in
+            let text = (try? FileSystem.read("/proc/self/task/\(thread)/children")) ?? []
+            return text.split(separator: UInt8(ascii: " ")).compactMap { pid_t(String(decoding: $0, as: UTF8.self)) }
+        }
+    }
+
+    /// The environment `pid` was started with (/proc/PID/environ), or nil when it cannot be read (gone, a zombie, another user's).
+    public static func environment(of pid: pid_t) -> [String]? {
+        guard let bytes = try? FileSystem.read("/proc/\(pid)/environ"), !bytes.isEmpty else { return nil }
+        return bytes.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
     }
 }
 

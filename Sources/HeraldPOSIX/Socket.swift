@@ -65,3 +65,14 @@ public enum Poll {
         return entries.indices.filter { entries[$0].revents != 0 }
     }
 }
+
+extension FileDescriptor {
+    /// Bounds every blocking send and receive on this socket: one that makes no progress for
+    /// `milliseconds` fails with EAGAIN instead of waiting for a peer that stopped reading or sending.
+    public func setBlockingTimeout(milliseconds: Int) throws(SystemError) {
+        var limit = timeval(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000)
+        for option in [SO_SNDTIMEO, SO_RCVTIMEO] {
+            try retryingEINTR("setsockopt") { setsockopt(rawValue, SOL_SOCKET, option, &limit, socklen_t(MemoryLayout<timeval>.size)) }
+        }
+    }
+}

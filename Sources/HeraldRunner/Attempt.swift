@@ -10,13 +10,17 @@ final class Attempt: @unchecked Sendable {
     let options: RunnerOptions
     let log: LogSink
     let stops: StopConditions
+    /// The process's one waiter for children: the program's exit status comes from it.
+    let reaper: ChildReaper
     /// The job as last changed by this attempt.
     private(set) var job: Job
     private let claim: any JobClaim
     private let writer: StatusWriter
 
-    init(store: any RunnerStore, claim: any JobClaim, kind: KindConfig, options: RunnerOptions, interrupt: InterruptFlag) {
+    init(store: any RunnerStore, claim: any JobClaim, kind: KindConfig, options: RunnerOptions, interrupt: InterruptFlag,
+         reaper: ChildReaper) {
         self.store = store
+        self.reaper = reaper
         self.claim = claim
         self.kind = kind
         self.options = options

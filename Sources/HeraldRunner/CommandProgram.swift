@@ -37,8 +37,10 @@ struct CommandProgram {
                 try fd.setNonBlocking()
                 try epoll.add(fd, events: Epoll.readable, token: token)
             }
-            pid = try ChildProcess.spawn(argv: argv, environment: CommandProgram.environment(for: job),
-                                         stdin: stdin, stdout: out.write, stderr: out.write, fd3: fd3.write)
+            pid = try attempt.reaper.spawn { () throws(SystemError) in
+                try ChildProcess.spawn(argv: argv, environment: CommandProgram.environment(for: job),
+                                       stdin: stdin, stdout: out.write, stderr: out.write, fd3: fd3.write)
+            }
             output = out.read
             progress = fd3.read
         } catch {
@@ -71,40 +73,33 @@ struct CommandProgram {
         return env
     }
 
-    /// Reads output and progress until the program and every process of its group are gone;
-    /// stops the group on timeout, cancel or shutdown (SIGTERM, then SIGKILL after the grace).
+    /// Reads output and progress until the program and every process it left are gone: its group, and
+    /// the processes that left the group and were handed to this process (a subreaper) when their parent
+    /// ended. Stops all of them on timeout, cancel or shutdown, and when the program ends, since no process
+    /// of a job may outlive it (SIGTERM, then SIGKILL after the grace).
     private func supervise(pid: pid_t, epoll: Epoll, output: FileDescriptor, progress: FileDescriptor) -> JobEvent {
         var lines = LineSplitter()
         var status: Int?
         var stop: StopReason?
-        var termAt: Int64?
-        var killed = false
-        let grace = attempt.options.killGraceMilliseconds
+        var signals = StopSignals(graceMilliseconds: attempt.options.killGraceMilliseconds)
+        let reaper = attempt.reaper
         while true {
             let now = Clock.monotonicMilliseconds()
-            if status == nil { status = ChildProcess.reap(pid) }
-            if status != nil {
-                // The leader is gone; its leftovers were reparented to this process (a subreaper): reap them,
-                // and stop them, since no process of a job may outlive it.
-                while let s = ChildProcess.reap(-pid), s >= 0 {}
-                if !ChildProcess.groupExists(pid) { break }
-                if termAt == nil {
-                    ChildProcess.signalGroup(pid, SIGTERM)
-                    termAt = now
-                }
-            } else if stop == nil, let reason = attempt.stops.check(now: now) {
+            if status == nil { status = reaper.exitStatus(of: pid) }
+            if status == nil, stop == nil, let reason = attempt.stops.check(now: now) {
                 stop = reason
                 runnerLog(.info, "job \(attempt.job.id) (\(attempt.kind.name)) stopping: \(reason)")
-                ChildProcess.signalGroup(pid, SIGTERM)
-                termAt = now
             }
-            if let termAt, !killed, now >= termAt + grace {
-                ChildProcess.signalGroup(pid, SIGKILL)
-                killed = true
+            if status != nil || stop != nil {
+                let strays = reaper.signalStrays(of: attempt.job.id, group: pid) { signals.signal(for: .process($0), now: now) }
+                let groupLeft = ChildProcess.groupExists(pid)
+                if status != nil, !groupLeft, strays == 0 { break }
+                if groupLeft, let signal = signals.signal(for: .group(pid), now: now) { ChildProcess.signalGroup(pid, signal) }
             }
             attempt.flushStatus()
             let checkAgain = status == nil && stop == nil ? attempt.stops.nextCheck : nil
-            let wait = attempt.waitMilliseconds(now: now, deadlines: [checkAgain, killed ? nil : termAt.map { $0 + grace }])
+            let killAt = signals.killAt.flatMap { $0 > now ? $0 : nil }
+            let wait = attempt.waitMilliseconds(now: now, deadlines: [checkAgain, killAt])
             for (token, _) in epoll.wait(timeoutMilliseconds: wait) {
                 drain(token == Self.outputToken ? output : progress, token: token, epoll: epoll, lines: &lines)
             }

@@ -28,6 +28,7 @@ public final class Scheduler: Sendable {
     private let wake: EventFD
     private let stopRequested = Atomic<Bool>(false)
     private let running = Mutex<[JobID: InterruptFlag]>([:])
+    private let reaper = ChildReaper()
 
     private static let wakeToken: UInt64 = 1
     private static let watcherToken: UInt64 = 2
@@ -74,6 +75,8 @@ public final class Scheduler: Sendable {
         var rescan = true
         var lastScan: Int64 = 0
         while true {
+            // Processes that left their job unnoticed (a replaced environment) are reaped here when they end.
+            reaper.reap()
             let now = Clock.monotonicMilliseconds()
             if stopRequested.load(ordering: .acquiring) {
                 let deadline = shutdownDeadline ?? now + options.shutdownGraceMilliseconds
@@ -147,7 +150,7 @@ public final class Scheduler: Sendable {
         guard let kind = kinds[claim.job.kind] else { preconditionFailure("claimNext claimed a kind it was not given") }
         let flag = InterruptFlag()
         running.withLock { $0[id] = flag }
-        let attempt = Attempt(store: store, claim: claim, kind: kind, options: options, interrupt: flag)
+        let attempt = Attempt(store: store, claim: claim, kind: kind, options: options, interrupt: flag, reaper: reaper)
         let thread = Thread { [self] in
             attempt.run()
             running.withLock { $0[id] = nil }

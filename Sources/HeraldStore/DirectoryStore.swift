@@ -29,6 +29,8 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
     /// `max_body_bytes` (its JSON re-encoded at most doubles in size), far below what hurts a runner.
     public let maxSubmissionBytes: Int
     let tmp, runnerTmp, new, jobsDir, queue, running, slots, cancel, logs: String
+    /// What to warn the operator about the filesystem under `root` (FUSE), or nil.
+    public let filesystemWarning: String?
     /// State and kind of the ended jobs seen so far: an ended job's file never changes again (gc only
     /// removes it), so listing and counting read each one once instead of on every request.
     private let ended = Mutex<[JobID: EndedJob]>([:])
@@ -40,6 +42,7 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
     }
 
     /// Opens the store at `root`. With `create`, makes the directories that are missing (the runner does; the web side only checks).
+    /// Refuses (`unsuitable`) a root on a network filesystem, where the watcher would miss other hosts' writes.
     public init(root: String, create: Bool, maxBodyBytes: Int = Config().maxBodyBytes) throws(StoreError) {
         self.root = root
         maxSubmissionBytes = 4 * maxBodyBytes + 65536
@@ -57,13 +60,17 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
         let runnersOnly: Set = [runnerTmp, queue, running, slots]
         for dir in all {
             if create {
-                try unavailableOnFailure { () throws(SystemError) in
+                do {
                     if runnersOnly.contains(dir) { try FileSystem.makePrivateDirectory(dir) } else { try FileSystem.makeDirectory(dir) }
-                }
+                } catch { throw .unavailable(error.description) }
             } else if !FileSystem.exists(dir) {
                 throw .unavailable("\(dir) is missing (herald-runner creates it on its first start)")
             }
         }
+        let filesystem: StateFilesystem
+        do { filesystem = StateFilesystem(magic: try FileSystem.filesystemType(root)) } catch { throw .unavailable(error.description) }
+        if let refusal = filesystem.refusal(root: root) { throw .unsuitable(refusal) }
+        filesystemWarning = filesystem.warning(root: root)
     }
 
     func statusPath(_ id: JobID) -> String { "\(jobsDir)/\(id.text).json" }

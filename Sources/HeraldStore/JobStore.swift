@@ -6,11 +6,14 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     case unavailable(String)
     /// A status file exists but does not hold a valid job.
     case corrupt(String)
+    /// The state directory is where the store cannot work (a network filesystem): only another configuration helps.
+    case unsuitable(String)
 
     public var description: String {
         switch self {
         case let .unavailable(why): return "state directory unavailable: \(why)"
         case let .corrupt(why): return "corrupt state: \(why)"
+        case let .unsuitable(why): return "state directory unsuitable: \(why)"
         }
     }
 }

@@ -48,8 +48,10 @@ struct HeraldFCGI: ParsableCommand {
         let store: DirectoryStore
         do { store = try (try? DirectoryStore(root: config.stateDir, create: true)) ?? DirectoryStore(root: config.stateDir, create: false) } catch {
             log(.error, "\(error)")
+            if case StoreError.unsuitable = error { throw ExitCode(78) }  // only another configuration helps
             throw ExitCode(69)
         }
+        if let warning = store.filesystemWarning { log(.warning, warning) }
         let source = ListenSource.detect(socketPath: socket ?? config.socket)
         let server: FastCGIServer
         do { server = try FastCGIServer(source: source) } catch {
@@ -124,7 +126,11 @@ struct HeraldFCGI: ParsableCommand {
 func serve(_ request: FastCGIRequest, api: HeraldAPI, hub: StreamHub) {
     switch api.handle(APIRequest(params: request.params, readBody: request.readBody)) {
     case let .response(response):
-        request.respond(response.cgiBytes)
+        do { try request.respond(response.cgiBytes) } catch {
+            api.requests.abandonedAnswers.add(1, ordering: .relaxed)
+            log(.warning, "gave up a \(response.status) answer to \(request.params["REQUEST_METHOD"] ?? "?") "
+                + "\(request.params["DOCUMENT_URI"]?.prefix(200) ?? "?"): \(error)")
+        }
         request.finish()
     case let .stream(target, retry):
         let connection = request.detach()

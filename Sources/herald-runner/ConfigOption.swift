@@ -14,11 +14,11 @@ struct ConfigOption: ParsableArguments {
         }
     }
 
-    /// The configuration and its state directory, or exit 78 / 69.
+    /// The configuration and its state directory, or exit 78 (also for a state directory on a network filesystem) / 69.
     func openStore(create: Bool = false) throws -> (Config, DirectoryStore) {
         let config = try load()
         do { return (config, try DirectoryStore(root: config.stateDir, create: create, maxBodyBytes: config.maxBodyBytes)) } catch {
-            throw Exit.failure(.unavailable, "\(error)")
+            throw Exit.failure(error)
         }
     }
 }

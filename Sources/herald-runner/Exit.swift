@@ -13,11 +13,13 @@ enum Exit: Int32 {
         return ExitCode(code.rawValue)
     }
 
-    /// A store failure: 69 when the directory is unavailable, 65 for a corrupt job file.
+    /// A store failure: 69 when the directory is unavailable, 65 for a corrupt job file, 78 for a directory
+    /// the store cannot work in (only another configuration helps).
     static func failure(_ error: StoreError) -> ExitCode {
         switch error {
         case .unavailable: return failure(.unavailable, "\(error)")
         case .corrupt: return failure(.badInput, "\(error)")
+        case .unsuitable: return failure(.badConfig, "\(error)")
         }
     }
 

@@ -29,6 +29,7 @@ struct RunnerArguments: ParsableArguments {
             let scheduler = try Scheduler(store: store, kinds: config.kinds, options: runnerOptions)
             try scheduler.takeSignals()
             runnerLog(.info, "\(mode == .drain ? "run" : "work"): \(config.stateDir), \(runnerOptions.workers) worker(s), \(config.kinds.count) kind(s)")
+            if let warning = store.filesystemWarning { runnerLog(.warning, warning) }
             try scheduler.run(mode)
         } catch let error as StoreError {
             throw Exit.failure(error)

@@ -1,3 +1,4 @@
+import Glibc
 import HeraldCore
 import Testing
 @testable import HeraldRunner
@@ -83,5 +84,20 @@ import Testing
         job.state = .succeeded
         job.progress = 100
         #expect(JobText.bar(job, width: 10) == "[##########] 100% succeeded")
+    }
+}
+
+@Suite struct StopSignalsTests {
+    @Test func sigtermOnceToEachThenSigkillToWhateverIsLeft() {
+        var signals = StopSignals(graceMilliseconds: 1000)
+        #expect(signals.killAt == nil)
+        #expect(signals.signal(for: .group(10), now: 500) == SIGTERM)
+        #expect(signals.killAt == 1500)
+        #expect(signals.signal(for: .group(10), now: 600) == nil)  // it has had its SIGTERM
+        #expect(signals.signal(for: .process(12), now: 900) == SIGTERM)  // handed over late: its own SIGTERM
+        #expect(signals.signal(for: .process(12), now: 1499) == nil)
+        #expect(signals.signal(for: .group(10), now: 1500) == SIGKILL)
+        #expect(signals.signal(for: .group(10), now: 1600) == SIGKILL)  // every turn, while anything is left
+        #expect(signals.signal(for: .process(13), now: 1600) == SIGKILL)  // found after the grace: no second grace
     }
 }

@@ -135,13 +135,26 @@ final class Sandbox {
 
     /// Whether any live (non-zombie) process is in `group`, read from /proc.
     static func groupHasLiveMembers(_ group: pid_t) -> Bool {
-        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] where Int(entry) != nil {
-            guard let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
-                  let close = stat.range(of: ")", options: .backwards) else { continue }
+        processes().contains { $0.state != "Z" && $0.group == group }
+    }
+
+    /// The zombies whose parent is `parent`: children it has not reaped.
+    static func zombies(of parent: pid_t) -> [pid_t] {
+        processes().filter { $0.state == "Z" && $0.parent == parent }.map(\.pid)
+    }
+
+    /// Whether `pid` is a process (a zombie included), read from /proc.
+    static func exists(_ pid: pid_t) -> Bool { FileManager.default.fileExists(atPath: "/proc/\(pid)") }
+
+    /// Every process's state letter, parent and group, from /proc/PID/stat.
+    private static func processes() -> [(pid: pid_t, state: Substring, parent: pid_t, group: pid_t)] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry in
+            guard let pid = pid_t(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                  let close = stat.range(of: ")", options: .backwards) else { return nil }
             let fields = stat[close.upperBound...].split(separator: " ")
-            if fields.count > 2, fields[0] != "Z", pid_t(fields[2]) == group { return true }
+            guard fields.count > 2, let parent = pid_t(fields[1]), let group = pid_t(fields[2]) else { return nil }
+            return (pid, fields[0], parent, group)
         }
-        return false
     }
 }
 

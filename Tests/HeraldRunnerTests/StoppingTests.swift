@@ -53,6 +53,52 @@ extension RunnerBinaryTests {
             #expect(try box.cli(["cancel", id.text]).status == 65)  // it has ended
         }
 
+        /// A program that leaves its process group twice: `setsid sleep 1000` keeps the job's environment,
+        /// `setsid env -i sleep 0.3` does not and ends by itself. Then it fails, succeeds, or hangs.
+        static let escaping = """
+            setsid sleep 1000 &
+            echo $! > $D/kept.$HERALD_JOB_ID
+            setsid env -i sleep 0.3 &
+            echo $! > $D/bare.$HERALD_JOB_ID
+            echo 5 escaped >&3
+            case "$1" in fail) exit 3;; ok) exit 0;; esac
+            sleep 1000
+            """
+
+        @Test func processesThatLeaveTheGroupAreStoppedAndReapedUnderWork() throws {
+            let box = try Sandbox(kinds: """
+                  fail: {command: [$DIR/escape.sh, fail]}
+                  ok: {command: [$DIR/escape.sh, ok]}
+                  slow: {command: [$DIR/escape.sh, hang], timeout: 500ms}
+                  hang: {command: [$DIR/escape.sh, hang]}
+
+                """)
+            try box.script("escape.sh", Stopping.escaping)
+            let work = try box.start(["work"], name: "work")
+            let failed = try box.submit("fail"), succeeded = try box.submit("ok")
+            let timedOut = try box.submit("slow"), canceled = try box.submit("hang")
+            let ids = [failed, succeeded, timedOut, canceled]
+            func pid(_ file: String) -> pid_t? { pid_t(box.read(file).trimmingCharacters(in: .whitespacesAndNewlines)) }
+            defer { for id in ids { if let kept = pid("kept.\(id)") { kill(kept, SIGKILL) } } }  // if the runner left them
+            #expect(try box.wait { try box.job(canceled).progress == 5 })
+            #expect(try box.cli(["cancel", canceled.text]).status == 0)
+            for (id, state) in zip(ids, [JobState.failed, .succeeded, .failed, .canceled]) {
+                #expect(try box.wait(for: id, state, seconds: 5).state == state)
+            }
+            // The attempts still get their programs' own exit statuses.
+            #expect(try box.job(failed).exitCode == 3)
+            #expect(try box.job(failed).error?.code == .exitStatus)
+            #expect(try box.job(succeeded).exitCode == 0)
+            #expect(try box.job(timedOut).error?.code == .timeout)
+            for id in ids {
+                let kept = try #require(pid("kept.\(id)")), bare = try #require(pid("bare.\(id)"))
+                #expect(box.wait(3) { !Sandbox.exists(kept) }, "job \(id): its escaped 'sleep 1000' outlived it")
+                #expect(box.wait(3) { !Sandbox.exists(bare) }, "job \(id): its escaped 'sleep 0.3' was not reaped")
+            }
+            #expect(Sandbox.zombies(of: work.processIdentifier) == [])
+            #expect(work.isRunning)
+        }
+
         @Test func aQueuedJobIsCanceledWithoutRunning() throws {
             let box = try Sandbox(kinds: "  demo: {builtin: demo}\n")
             let id = try box.submit("demo", ["steps=1", "interval_ms=0"])

@@ -29,6 +29,8 @@ int herald_flock(int fd, int operation);
 /* Size and modification time (ms) of a path or descriptor; -1 with errno on failure. */
 int herald_stat(const char *path, int64_t *size, int64_t *mtime_ms, int *is_directory);
 int herald_fstat(int fd, int64_t *size);
+/* The filesystem's magic number (statfs f_type) at path; -1 with errno on failure. */
+int herald_statfs_type(const char *path, int64_t *type);
 /* 1 when fd is the file now at path (same device and inode, not unlinked), 0 when not, -1 on error. */
 int herald_is_file_at(int fd, const char *path);
 /* An anonymous close-on-exec file in memory (a job's stdin). */
