@@ -133,6 +133,10 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
         try replaceAtomically(submissionPath(job.id), with: DirectoryStore.encode(job), tempDir: tmp, syncDirectory: new)
     }
 
+    /// Whether runners will read this job's submission: none over `maxSubmissionBytes` is (herald-fcgi's
+    /// body limit keeps its jobs far below; the CLI must ask, or an accepted job would be refused later).
+    public func admitsSubmission(_ job: Job) -> Bool { DirectoryStore.encode(job).count <= maxSubmissionBytes }
+
     public func job(_ id: JobID) throws(StoreError) -> Job? { try located(id)?.job }
 
     /// The job, and whether it was read from jobs/ (written by a runner) rather than new/ (a submission).

@@ -45,6 +45,9 @@ struct SubmitCommand: ParsableCommand {
         }
         let id = JobID(milliseconds: UInt64(Clock.wallMilliseconds()), random: RandomSource.bytes(10))
         let job = Job(id: id, kind: kind, params: accepted, now: Timestamp(milliseconds: Clock.wallMilliseconds()))
+        guard store.admitsSubmission(job) else {
+            throw Exit.failure(.badInput, "the params are too large: runners read no submission over \(store.maxSubmissionBytes) bytes (4 × max_body_bytes + 64 KiB)")
+        }
         do { try store.submit(job) } catch { throw Exit.failure(error) }
         guard wait else {
             StandardOutput.write((json ? job.json(urlPrefix: config.urlPrefix).text : id.text) + "\n")

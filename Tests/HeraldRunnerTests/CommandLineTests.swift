@@ -85,6 +85,17 @@ extension RunnerBinaryTests {
             #expect(try box.cli(["run"], config: box.dir + "/missing.yml").status == 78)
         }
 
+        @Test func submitRefusesAJobLargerThanRunnersTakeInsteadOfLosingIt() throws {
+            let box = try Sandbox(kinds: "  big: {command: [/bin/true], params: {a: '^a*$', b: '^a*$', c: '^a*$'}}\n")
+            // Three values just under Linux's 128 KiB per argument: together over what a runner reads
+            // of a submission with max_body_bytes 65536 (4 × 64 KiB + 64 KiB).
+            let value = String(repeating: "a", count: 120_000)
+            let result = try box.cli(["submit", "big", "-p", "a=\(value)", "-p", "b=\(value)", "-p", "c=\(value)"])
+            #expect(result.status == 65)
+            #expect(result.err.contains("bytes"))
+            #expect(try FileManager.default.contentsOfDirectory(atPath: box.stateDir + "/new").isEmpty)
+        }
+
         @Test func exitCodesForUsageBadInputAndAMissingStateDirectory() throws {
             let box = try Sandbox(kinds: CommandLine.kinds)
             #expect(try box.cli(["submit"]).status == 64)
