@@ -249,3 +249,46 @@ def test_herald_runner_submit_idempotency_key_across_processes_and_gc(make_stack
     gc = runner_cli(stack, "gc")
     assert gc.returncode == 0 and "idempotency" in gc.stdout, gc
     assert os.listdir(keys) == []
+
+
+# ---------------------------------------------------------------------------
+# the owner stream
+
+
+def test_the_owner_stream_gets_every_change_of_its_owners_jobs_and_none_of_anothers(make_stack, tmp_path):
+    import json
+    import time
+    from support_herald import EventStream
+    stack = make_stack(config_overrides=token_overrides(tmp_path, require_read_token=True, workers=4))
+    slow = {"steps": "4", "interval_ms": "150"}
+    before = stack.json("POST", "/jobs", {"kind": "demo", "params": {"steps": "60", "interval_ms": "100"}, "owner": "alice"}, AUTH)[2]
+    exp = int(time.time()) + 300
+    with EventStream(stack, "/jobs/events", headers={"Cookie": f"herald_token={mint({'sub': 'alice', 'exp': exp})}"}) as s:
+        s.wait_headers(5)
+        assert s.status == 200, s.status
+        first = json.loads(s.next_event(5)["data"])
+        assert first["id"] == before["id"], "the owner stream starts with the owner's jobs not yet ended"
+        theirs = stack.json("POST", "/jobs", {"kind": "demo", "params": slow, "owner": "bob"}, AUTH)[2]
+        later = stack.json("POST", "/jobs", {"kind": "demo", "params": slow, "owner": "alice"}, AUTH)[2]
+        unowned = stack.json("POST", "/jobs", {"kind": "demo", "params": slow}, AUTH)[2]
+        stack.request("POST", f"/jobs/{before['id']}/cancel", headers=AUTH)
+        seen = {}
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not all(seen.get(j, {}).get("state") in ("succeeded", "canceled")
+                                                        for j in (before["id"], later["id"])):
+            block = s.next_event(max(0.1, deadline - time.monotonic()))
+            job = json.loads(block["data"])
+            assert job["owner"] == "alice", f"another owner's job on alice's stream: {job}"
+            assert job["seq"] > seen.get(job["id"], {}).get("seq", 0), "a state repeated or went back"
+            seen[job["id"]] = job
+        assert seen[later["id"]]["state"] == "succeeded" and seen[later["id"]]["progress"] == 100.0, seen
+        assert seen[before["id"]]["state"] == "canceled", seen
+        assert theirs["id"] not in seen and unowned["id"] not in seen
+    # An all token is the dashboard: every owner's jobs; a jobs-only token is refused there.
+    with EventStream(stack, f"/jobs/events?token={mint({'all': True, 'exp': exp})}") as s:
+        running = stack.json("POST", "/jobs", {"kind": "demo", "params": slow, "owner": "bob"}, AUTH)[2]
+        ids = set()
+        while running["id"] not in ids:
+            ids.add(json.loads(s.next_event(5)["data"])["id"])
+    status, hdrs, data = stack.request("GET", f"/jobs/events?token={mint({'jobs': [theirs['id']], 'exp': exp})}")
+    assert_error(status, hdrs, data, 403)
