@@ -319,3 +319,24 @@ def test_herald_js_renews_an_expired_token_and_resumes_without_losing_a_state(ma
     resumed = [r for r in seen if "last_event_id=" in r[1] and r[2] == 200]
     assert refused, f"the expired token was never refused: {seen}"
     assert resumed, f"no stream resumed from the last event id: {seen}"
+
+
+def test_the_demo_page_signed_in_watches_its_owners_jobs_on_the_owner_stream(make_stack, browser):
+    stack = make_stack(demo_owner="demo")
+    open_demo(browser, stack)
+    wait_for(browser, lambda d: d.find_element(By.ID, "connection").get_attribute("data-owner") == "demo", 10,
+             "the page did not sign in")
+    first = start_from_the_form(browser, steps="3", interval="200")
+    second = stack.json("POST", "/jobs", {"kind": "demo", "params": {"steps": "3", "interval_ms": "200"}, "owner": "demo"})[2]
+    stack.json("POST", "/jobs", {"kind": "demo", "params": {"steps": "3", "interval_ms": "200"}, "owner": "someone-else"})
+    state = lambda d, i: d.execute_script(  # noqa: E731
+        "const r = document.querySelector(`[data-job-id='${arguments[0]}']`); return r && r.dataset.state", i)
+    wait_for(browser, lambda d: state(d, first) == "succeeded" and state(d, second["id"]) == "succeeded", 30,
+             "the page did not show both of its owner's jobs end (one started elsewhere)")
+    assert stack.json("GET", f"/jobs/{first}")[2]["owner"] == "demo"
+    assert len(browser.find_elements(By.CSS_SELECTOR, "[data-job-id]")) == 2, "another owner's job appeared"
+    assert "one stream" in browser.find_element(By.ID, "connection").text
+    # One stream open for the page (the owner stream, which nginx logs only when it ends), and none
+    # ever opened per job or for a list of ids.
+    assert stack.json("GET", "/healthz")[2]["streams"] == 1
+    assert not [r for r in stack.requests_seen("GET", "/jobs") if "/events" in r[1]], stack.access_log()

@@ -96,6 +96,7 @@
       var headers = { 'Accept': 'application/json' };
       if (body !== undefined) headers['Content-Type'] = 'application/json';
       if (token) headers['Authorization'] = 'Bearer ' + token;
+      if (opts.idempotencyKey) headers['Idempotency-Key'] = opts.idempotencyKey;
       return send(method, url, body, opts, headers);
     });
   }
@@ -140,9 +141,16 @@
     }
   }
 
-  /** POST /jobs {kind, params}: resolves to the new job. Param values are sent as given (strings). */
+  /**
+   * POST /jobs {kind, params}: resolves to the new job. Param values are sent as given (strings).
+   * opts.owner sets the job's owner; opts.idempotencyKey sends Idempotency-Key (a repeat resolves
+   * to the same job).
+   */
   function submitJob(kind, params, opts) {
-    return request('POST', baseOf(opts), { kind: kind, params: params || {} }, opts);
+    opts = opts || {};
+    var body = { kind: kind, params: params || {} };
+    if (opts.owner) body.owner = opts.owner;
+    return request('POST', baseOf(opts), body, opts);
   }
 
   /** POST /jobs/ID/cancel: resolves to the job (202); a job that already ended rejects with status 409. */
