@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from support_herald import (EventStream, StateWriter, assert_error, metric, statuses, wait_until)
+from support_herald import (EventStream, StateWriter, assert_error, fcgi_rss_kib, metric, statuses, wait_until)
 
 TOKEN = "stream-token"
 SSE_TYPE = "text/event-stream; charset=utf-8"
@@ -775,3 +775,40 @@ def test_a_stream_whose_job_file_disappears_ends_and_the_reconnect_gets_404(make
         status, hdrs, body = stack.request("GET", path)
         assert_error(status, hdrs, body, 404)
     wait_until(lambda: metric(stack, "herald_open_streams") == 0, 2, what="every stream closed")
+
+
+@pytest.mark.stack(runner=False)
+def test_log_followers_that_never_read_hold_little_memory_each(stack):
+    """A log follower whose client reads nothing keeps the rest of one `log` event in herald-fcgi.
+    Framing made 64 KiB of empty lines a 448 KiB event, so 40 such followers pinned ~10 MB and
+    20,000 (max_streams) could pin gigabytes. Now an event is at most 64 KiB framed."""
+    writer = StateWriter(stack)
+    jobs = [queued_job(stack, writer) for _ in range(40)]
+    for job in jobs:
+        writer.update(job["id"], state="running")
+        writer.append_log(job["id"], b"\n" * (128 * 1024))
+    before = fcgi_rss_kib(stack)
+    clients = []
+    try:
+        for job in jobs:
+            c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            c.connect((stack.host, stack.port))
+            c.sendall(f"GET /jobs/{job['id']}/events?log=1 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            clients.append(c)
+        wait_until(lambda: metric(stack, "herald_open_streams") == len(jobs), 10, what="every follower open")
+        # Until every socket on the way is full and herald-fcgi writes no more.
+        sent = [-1.0]
+
+        def settled():
+            now = metric(stack, "herald_stream_bytes_sent_total")
+            done, sent[0] = now == sent[0], now
+            return done
+        wait_until(settled, 20, interval=0.5, what="writes to the followers stopping")
+        growth = fcgi_rss_kib(stack) - before
+        print(f"herald-fcgi grew by {growth} KiB for {len(jobs)} log followers that read nothing")
+        assert growth < 40 * 64, f"{growth} KiB for {len(jobs)} blocked followers"
+        assert metric(stack, "herald_open_streams") == len(jobs)
+    finally:
+        for c in clients:
+            c.close()

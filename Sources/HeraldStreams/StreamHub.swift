@@ -363,8 +363,9 @@ public final class StreamHub: @unchecked Sendable {
         }
         metrics.bytesSent.add(taken, ordering: .relaxed)
         if taken == bytes.count { return }
-        sub.outbox = Array(bytes[taken...])
-        sub.outboxStart = 0
+        // The rest of a frame shared by many subscribers (one job's status, one log piece) stays shared: no copy each.
+        sub.outbox = bytes
+        sub.outboxStart = taken
         sub.blockedSince = Clock.monotonicMilliseconds()
         blocked.insert(sub.token)
         try? epoll.modify(sub.fd, events: Epoll.peerHangUp | Epoll.writable, token: sub.token)
