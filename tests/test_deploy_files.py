@@ -256,6 +256,8 @@ def test_systemd_units_contract():
     assert fcgi["StandardInput"] == ["socket"]
     assert fcgi["StandardOutput"] == ["journal"] and fcgi["StandardError"] == ["journal"]
     assert fcgi["LimitNOFILE"] == ["20480"] and fcgi["User"] == ["herald-web"]
+    # Bounded: 20,000 streams with one unsent event each (<= ~70 KiB) fit, a leak does not grow for ever.
+    assert fcgi["MemoryMax"] == ["2G"], fcgi.get("MemoryMax")
     assert sorted(fcgi["ReadWritePaths"][0].split()) == ["/var/lib/herald/cancel", "/var/lib/herald/idempotency",
                                                          "/var/lib/herald/new", "/var/lib/herald/tmp"]
     runner = unit_settings(os.path.join(REPO, "systemd/herald-runner.service"))
