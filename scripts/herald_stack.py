@@ -18,7 +18,8 @@ Layout of the work directory:
     herald.yml              the config (state dir and socket below)
     state/                  the state directory
     fcgi.sock               herald-fcgi's socket (a short /tmp path if this one is too long)
-    nginx.conf herald.conf fastcgi_params   nginx's prefix (-p WORKDIR -c nginx.conf)
+    nginx.conf herald.conf fastcgi_params   nginx's prefix (-p WORKDIR -c nginx.conf); the access
+                            log in nginx/herald-log.conf's format
     nginx-tmp/              nginx temp paths
     logs/                   herald-fcgi.log herald-runner.log nginx.log nginx-error.log nginx-access.log
 
@@ -33,13 +34,17 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import base64
 import errno
+import hashlib
+import hmac
 import http.client
 import json
 import os
 import pwd
 import grp
 import resource
+import secrets
 import shutil
 import signal
 import socket
@@ -50,6 +55,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SNIPPET = os.path.join(REPO, "nginx", "herald.conf")
+LOG_SNIPPET = os.path.join(REPO, "nginx", "herald-log.conf")
 WEB_DIR = os.path.join(REPO, "web")
 SOCKET_STRING = "unix:/run/herald/fcgi.sock"
 WEB_STRING = "/usr/share/herald/web/"
@@ -79,7 +85,7 @@ fastcgi_param  SERVER_NAME        $server_name;
 # The state directory's layout (docs/PROTOCOL.md). herald-runner creates it on its
 # first start and herald-fcgi refuses to start without it, so the stack waits for
 # the runner, or creates it when started without one.
-STATE_LAYOUT = ("tmp", "new", "jobs", "queue", "running", "slots", "cancel", "logs")
+STATE_LAYOUT = ("tmp", "new", "jobs", "queue", "running", "slots", "cancel", "logs", "idempotency")
 
 # Longest path a unix socket may have (sun_path is 108 bytes with the NUL).
 MAX_SOCKET_PATH = 100
@@ -131,6 +137,15 @@ http {{
     }}
 }}
 """
+
+
+def read_token(secret: str, claims: dict) -> str:
+    """An HS256 read token (SPEC §9), as an app's server side mints it with the stdlib."""
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    head = b64(b'{"alg":"HS256","typ":"JWT"}')
+    body = b64(json.dumps(claims, separators=(",", ":")).encode())
+    return f"{head}.{body}." + b64(hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
 
 
 class StackError(RuntimeError):
@@ -299,13 +314,16 @@ class Stack:
                       on fd 0 (like spawn-fcgi); 'systemd': on fd 3 with LISTEN_FDS=1.
                       With the last two the socket survives restart_fcgi().
     fcgi_open_files   start herald-fcgi with this RLIMIT_NOFILE (soft and hard), via prlimit
+    demo_owner        sign the page's visitor in as this owner, as an app would: a read-token secret
+                      in the config, and POST /herald-demo/login setting the herald_token cookie
+                      (HttpOnly, SameSite=Lax, a 24 h token for `sub` = demo_owner)
     """
 
     def __init__(self, bin_dir, workdir, port: int = 0, config_overrides: dict | None = None,
                  runner: bool = True, fcgi_args=(), runner_args=(), fcgi_mode: str = "socket",
                  host: str = "127.0.0.1", web_dir: str = WEB_DIR, nginx: str | None = None,
                  start_timeout: float = 30.0, stop_grace: float = 10.0, env: dict | None = None,
-                 fcgi_open_files: int | None = None):
+                 fcgi_open_files: int | None = None, demo_owner: str | None = None):
         if fcgi_mode not in ("socket", "stdin", "systemd"):
             raise ValueError(f"fcgi_mode must be socket, stdin or systemd, not {fcgi_mode!r}")
         self.bin_dir = os.path.abspath(str(bin_dir))
@@ -324,6 +342,8 @@ class Stack:
         self.stop_grace = stop_grace
         self.extra_env = env or {}
         self.fcgi_open_files = fcgi_open_files
+        self.demo_owner = demo_owner
+        self.read_secret = secrets.token_hex(32) if demo_owner else None
 
         self.fcgi_bin = os.path.join(self.bin_dir, "herald-fcgi")
         self.runner_bin = os.path.join(self.bin_dir, "herald-runner")
@@ -369,7 +389,9 @@ class Stack:
         return tail(self.log_path(name), lines)
 
     def access_log(self) -> list:
-        """nginx access log lines: `ADDR [TIME] "METHOD URI PROTO" STATUS BYTES RTIME "UPSTREAM_STATUS"`."""
+        """nginx access log lines in nginx/herald-log.conf's format:
+        `ADDR - USER [TIME] "METHOD URI PROTO" STATUS BYTES "AGENT" RTIME "UPSTREAM_STATUS"`,
+        URI with any token in the query hidden."""
         return self.read_log("nginx-access").splitlines()
 
     def requests_seen(self, method: str | None = None, path_prefix: str = "") -> list:
@@ -410,6 +432,11 @@ class Stack:
             "allow_anonymous_submit": True,
             "kinds": {"demo": {"builtin": "demo"}},
         }
+        if self.read_secret:
+            secret_path = os.path.join(self.workdir, "read-token.key")
+            with open(secret_path, "w", encoding="utf-8") as f:
+                f.write(self.read_secret + "\n")
+            base["read_token_secret_file"] = secret_path
         self.config = deep_merge(base, self.config_overrides)
         text = "# Written by scripts/herald_stack.py\n" + to_yaml(self.config)
         with open(self.config_path, "w", encoding="utf-8") as f:
@@ -437,14 +464,24 @@ class Stack:
             with open(dest, "w", encoding="utf-8") as f:
                 f.write(FASTCGI_PARAMS)
 
+        login = ""
+        if self.demo_owner:
+            token = read_token(self.read_secret, {"sub": self.demo_owner, "exp": int(time.time()) + 86400})
+            login = ("\n        # The demo's sign-in, as an app's login would: a read token for the owner, as an HttpOnly cookie.\n"
+                     "        location = /herald-demo/login {\n"
+                     f'            add_header Set-Cookie "herald_token={token}; Path=/; HttpOnly; SameSite=Lax" always;\n'
+                     '            add_header Cache-Control "no-store" always;\n'
+                     "            default_type application/json;\n"
+                     f"            return 200 '{json.dumps({'owner': self.demo_owner})}\\n';\n"
+                     "        }")
         conf = nginx_conf_text(
             self.workdir, f"{self.host}:{self.port}",
             "        server_name localhost;\n        include herald.conf;\n"
-            "        location = / {\n            return 302 /herald/;\n        }",
+            "        location = / {\n            return 302 /herald/;\n        }" + login,
             error_log=self.log_path("nginx-error"),
             access_log=f"{self.log_path('nginx-access')} herald",
-            http_head="log_format herald '$remote_addr [$time_local] \"$request\" $status $body_bytes_sent "
-                      "$request_time \"$upstream_status\"';")
+            # The shipped format (no token ever written), so tests see what production logs.
+            http_head=f"include {LOG_SNIPPET};")
         with open(self.nginx_conf, "w", encoding="utf-8") as f:
             f.write(conf)
         return self.nginx_conf
@@ -699,12 +736,13 @@ class Stack:
             raise AssertionError(f"POST /jobs answered {status}: {job}")
         return job
 
-    def wait_job(self, job_id: str, states=("succeeded", "failed", "canceled"), timeout: float = 30.0) -> dict:
-        """Poll GET /jobs/ID (tests only) until its state is one of states."""
+    def wait_job(self, job_id: str, states=("succeeded", "failed", "canceled"), timeout: float = 30.0,
+                 headers: dict | None = None) -> dict:
+        """Poll GET /jobs/ID (tests only; `headers` for require_read_token) until its state is one of states."""
         deadline = time.monotonic() + timeout
         job = None
         while time.monotonic() < deadline:
-            status, _, job = self.json("GET", f"/jobs/{job_id}")
+            status, _, job = self.json("GET", f"/jobs/{job_id}", headers=headers)
             if status == 200 and job and job.get("state") in states:
                 return job
             time.sleep(0.1)
@@ -731,7 +769,7 @@ def demo(args) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _on_sigterm)
     stack = Stack(args.bin_dir, workdir, port=args.port, host=args.host,
-                  config_overrides={"workers": args.workers})
+                  config_overrides={"workers": args.workers}, demo_owner="demo")
     try:
         stack.start()
         print(f"Herald demo: {stack.demo_url}", flush=True)

@@ -107,6 +107,9 @@ def test_example_site_passes_nginx_t(tmp_path):
     write(os.path.join(d, "site.conf"), site)
     os.makedirs(os.path.join(d, "snippets"), exist_ok=True)
     shutil.copyfile(os.path.join(REPO, "nginx/herald.conf"), os.path.join(d, "snippets", "herald.conf"))
+    shutil.copyfile(os.path.join(REPO, "nginx/herald-log.conf"), os.path.join(d, "snippets", "herald-log.conf"))
+    assert "include snippets/herald-log.conf;" in site
+    assert re.search(r"^\s*access_log\s+\S+\s+herald;", site, re.M), "the example site must log in the herald format"
     nginx_prefix(d, "include /etc/nginx/mime.types; include site.conf;",
                  extra_main="worker_rlimit_nofile 20000;\nworker_shutdown_timeout 30s;")
     nginx_t(d)
@@ -253,7 +256,10 @@ def test_systemd_units_contract():
     assert fcgi["StandardInput"] == ["socket"]
     assert fcgi["StandardOutput"] == ["journal"] and fcgi["StandardError"] == ["journal"]
     assert fcgi["LimitNOFILE"] == ["20480"] and fcgi["User"] == ["herald-web"]
-    assert sorted(fcgi["ReadWritePaths"][0].split()) == ["/var/lib/herald/cancel", "/var/lib/herald/new", "/var/lib/herald/tmp"]
+    # Bounded: 20,000 streams with one unsent event each (<= ~70 KiB) fit, a leak does not grow for ever.
+    assert fcgi["MemoryMax"] == ["2G"], fcgi.get("MemoryMax")
+    assert sorted(fcgi["ReadWritePaths"][0].split()) == ["/var/lib/herald/cancel", "/var/lib/herald/idempotency",
+                                                         "/var/lib/herald/new", "/var/lib/herald/tmp"]
     runner = unit_settings(os.path.join(REPO, "systemd/herald-runner.service"))
     assert runner["ExecStart"][0].split()[1] == "work" and runner["User"] == ["herald"]
     assert runner["KillMode"] == ["mixed"] and runner["TimeoutStopSec"] == ["45s"]
@@ -334,6 +340,7 @@ def test_make_install(bin_dir, tmp_path, prefix):
     assert f"alias {prefix}/share/herald/web/;" in snippet
     assert SOCKET_STRING in snippet
     assert os.path.isfile(root(f"{prefix}/share/herald/nginx/example-site.conf"))
+    assert os.path.isfile(root(f"{prefix}/share/herald/nginx/herald-log.conf"))
 
     unitdir = "/lib/systemd/system"
     for u in UNITS:

@@ -9,6 +9,7 @@
 //   slots/KIND.N.lock flock per concurrency slot of a kind, across all runner processes
 //   cancel/ID         an empty file: someone asked to cancel the job
 //   logs/ID.log       the job program's output
+//   idempotency/HASH  an Idempotency-Key's record: its body's hash and its job (created by link(2))
 //   queue.lock        flock serializing ingest, claim and recovery across runners
 //
 // queue/, running/ and slots/ are the runner's alone (0700), and every lock file is 0600: flock needs
@@ -28,7 +29,7 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
     /// The largest submission file ingest reads: far above any job herald-fcgi writes for a request of
     /// `max_body_bytes` (its JSON re-encoded at most doubles in size), far below what hurts a runner.
     public let maxSubmissionBytes: Int
-    let tmp, runnerTmp, new, jobsDir, queue, running, slots, cancel, logs: String
+    let tmp, runnerTmp, new, jobsDir, queue, running, slots, cancel, logs, idempotency: String
     /// What to warn the operator about the filesystem under `root` (FUSE), or nil.
     public let filesystemWarning: String?
     /// State and kind of the ended jobs seen so far: an ended job's file never changes again (gc only
@@ -39,6 +40,7 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
     private struct EndedJob {
         let state: JobState
         let kind: String
+        let owner: String?
     }
 
     /// Opens the store at `root`. With `create`, makes the directories that are missing (the runner does; the web side only checks).
@@ -55,8 +57,9 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
         slots = root + "/slots"
         cancel = root + "/cancel"
         logs = root + "/logs"
+        idempotency = root + "/idempotency"
         // The web side never needs runner-tmp/: an upgraded herald-fcgi starts before the runner made it.
-        let all = [root, tmp, new, jobsDir, queue, running, slots, cancel, logs] + (create ? [runnerTmp] : [])
+        let all = [root, tmp, new, jobsDir, queue, running, slots, cancel, logs, idempotency] + (create ? [runnerTmp] : [])
         let runnersOnly: Set = [runnerTmp, queue, running, slots]
         for dir in all {
             if create {
@@ -152,11 +155,11 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
         let (ids, known) = try listedJobs()
         var result: [Job] = []
         for id in ids.sorted(by: >) where filter.before.map({ id < $0 }) ?? true {
-            if let seen = known[id], !filter.admits(state: seen.state, kind: seen.kind) { continue }
+            if let seen = known[id], !filter.admits(state: seen.state, kind: seen.kind, owner: seen.owner) { continue }
             guard let found = try? located(id) else { continue }  // gone or unreadable meanwhile: skip it
             let job = found.job
             remember(found)
-            guard filter.admits(state: job.state, kind: job.kind) else { continue }
+            guard filter.admits(state: job.state, kind: job.kind, owner: job.owner) else { continue }
             result.append(job)
             if result.count >= filter.limit { break }
         }
@@ -192,7 +195,7 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
     /// Records an ended job's state and kind, if a runner wrote it: a file in new/ (forgeable by the web user) may claim anything.
     private func remember(_ found: (job: Job, isStatus: Bool)) {
         guard found.isStatus, found.job.state.isTerminal else { return }
-        ended.withLock { $0[found.job.id] = EndedJob(state: found.job.state, kind: found.job.kind) }
+        ended.withLock { $0[found.job.id] = EndedJob(state: found.job.state, kind: found.job.kind, owner: found.job.owner) }
     }
 
     public func requestCancel(_ id: JobID) throws(StoreError) {

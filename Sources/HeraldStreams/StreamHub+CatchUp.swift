@@ -9,7 +9,7 @@ extension StreamHub {
         switch sub.target {
         case let .job(id, log, _): if let cached = cache[id] { catchUpJob(sub, cached, log: log) }
         case let .jobs(ids, _): catchUpJobs(sub, ids)
-        case .dashboard:
+        case .dashboard, .owner:
             // One at a time until the socket is full: a snapshot of thousands of jobs must wait in
             // `pending` (where later states replace it), not overflow the outbox and drop the client.
             // (The loop walks a copy; taking `first` after each removal would rescan emptied buckets.)
@@ -61,10 +61,13 @@ extension StreamHub {
         if let piece = logPieces[key] { return piece }
         let id = cached.job.id
         guard let read = try? store.log(id, from: offset, maxBytes: StreamHub.logChunkBytes), !read.bytes.isEmpty else { return nil }
-        let bytes = read.bytes, atEnd = read.atEnd
+        // Framed, the chunk stays within logChunkBytes too (empty lines grow sevenfold): all a
+        // blocked follower ever holds is the rest of one such event.
+        let fits = LogChunk.length(of: read.bytes[...], framedWithin: StreamHub.logChunkBytes)
+        let bytes = read.bytes[..<fits], atEnd = read.atEnd && fits == read.bytes.count
         // Only the read that reaches the end of an ended job's log is final: a full read may
         // have cut a CRLF or a UTF-8 sequence that the next read completes.
-        let chunk = LogChunk.take(bytes[...], isFinal: cached.job.state.isTerminal && atEnd)
+        let chunk = LogChunk.take(bytes, isFinal: cached.job.state.isTerminal && atEnd)
         var frame: [UInt8] = []
         if chunk.consumed > 0 {
             let cursor = StreamCursor(seq: seq, logOffset: offset + chunk.consumed)
@@ -93,7 +96,10 @@ extension StreamHub {
     }
 
     /// A dashboard's status event: no id, since a dashboard resumes from a fresh snapshot.
-    func dashboardEvent(_ job: Job) -> String {
+    func dashboardEvent(_ job: Job) -> String { StreamHub.dashboardEvent(job, urlPrefix: urlPrefix) }
+
+    /// A dashboard's status event for `job` (also encoded by the reader thread, for snapshots).
+    static func dashboardEvent(_ job: Job, urlPrefix: String) -> String {
         ServerSentEvents.event("status", data: job.json(urlPrefix: urlPrefix).text)
     }
 }

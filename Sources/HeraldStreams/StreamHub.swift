@@ -27,10 +27,17 @@ public final class StreamHub: @unchecked Sendable {
     private let inboxSignal: EventFD
     private let epoll: Epoll
     private let watcher: any StoreWatcher
+    /// Reads whose number grows with the jobs kept (dashboard snapshots, overflow resyncs), off this thread.
+    private var reader: HubReader!
+    /// The most job files the hub thread reads in one round; the reader reads the rest.
+    static let readsPerRound = 128
 
     var subscribers: [UInt64: Subscriber] = [:]
     var followers: [JobID: [UInt64: Subscriber]] = [:]
     var dashboards: Set<UInt64> = []
+    /// Owner streams by owner: a change of a job reaches only its owner's streams (and the dashboards),
+    /// so the fan-out costs the streams that want it, never a pass over all subscribers.
+    var ownerStreams: [String: Set<UInt64>] = [:]
     var cache: [JobID: CachedJob] = [:]
     /// The last seq sent to dashboards, per job not yet ended, so a state is broadcast once.
     var dashboardSeqs: [JobID: Int] = [:]
@@ -51,9 +58,14 @@ public final class StreamHub: @unchecked Sendable {
     /// Set by SIGTERM's drain: the short `retry:` that every stream, open or still arriving, ends with.
     private var drainRetry: (@Sendable () -> Int)?
 
-    enum Command {
+    enum Command: Sendable {
         case park(ParkedStream)
         case drain(retry: @Sendable () -> Int)
+        /// The reader's listing of the jobs not yet ended (of one owner, for owner streams), for the dashboards
+        /// or owner streams `tokens` (registered before it was read).
+        case snapshot(tokens: [UInt64], jobs: [DashboardSnapshot.Entry])
+        /// Jobs the reader read for the hub.
+        case jobsRead([HubReader.Read])
     }
 
     private static let inboxToken: UInt64 = 0
@@ -73,6 +85,7 @@ public final class StreamHub: @unchecked Sendable {
         watcher = try store.watch()
         try epoll.add(inboxSignal.fd, events: Epoll.readable, token: StreamHub.inboxToken)
         if let fd = watcher.fd { try epoll.add(FileDescriptor(rawValue: fd), events: Epoll.readable, token: StreamHub.watcherToken) }
+        reader = HubReader(store: store, urlPrefix: urlPrefix) { [unowned self] in send($0) }
     }
 
     /// Starts the hub thread.
@@ -81,6 +94,7 @@ public final class StreamHub: @unchecked Sendable {
         thread.name = "herald-hub"
         thread.stackSize = 1 << 20
         thread.start()
+        reader.start()
     }
 
     /// Hands a stream to the hub (from any thread); its headers have not been written yet.
@@ -155,6 +169,15 @@ public final class StreamHub: @unchecked Sendable {
         for command in commands {
             switch command {
             case let .park(stream): register(stream)
+            case let .snapshot(tokens, jobs):
+                for token in tokens {
+                    guard let sub = subscribers[token], let snapshot = sub.snapshot else { continue }
+                    sub.snapshot = nil
+                    for entry in snapshot.missing(from: jobs) { sub.pending[entry.id] = entry.event }
+                    if !sub.isBlocked { catchUp(sub) }
+                }
+            case let .jobsRead(reads):
+                for read in reads { if let job = read.job { apply(job) } else { forget(read.id) } }
             case let .drain(retry):
                 drainRetry = retry
                 for sub in Array(subscribers.values) {
@@ -193,17 +216,29 @@ public final class StreamHub: @unchecked Sendable {
             + "X-Accel-Buffering: no\r\n\r\n" + ServerSentEvents.retry(milliseconds: stream.retryMilliseconds))
         // The client left before it was parked: close() ran, and nothing may list the stream again.
         guard !sub.closed else { return }
+        var gone: [JobID] = []
         for id in sub.jobIDs {
             followers[id, default: [:]][token] = sub
-            if cache[id] == nil, let job = try? store.job(id) { cache[id] = CachedJob(job, urlPrefix: urlPrefix) }
+            guard cache[id] == nil else { continue }
+            do {
+                if let job = try store.job(id) { cache[id] = CachedJob(job, urlPrefix: urlPrefix) } else { gone.append(id) }
+            } catch {}  // unreadable now: its next change reads it again
         }
-        if case .dashboard = sub.target {
+        // Removed since the API found it: the stream would wait for ever.
+        for id in gone { forget(id) }
+        if sub.ending { return }
+        // Registered before its snapshot is read: a change after the listing is sent as any
+        // change is, and one before it is in the listing (merged by seq when both arrive).
+        switch sub.target {
+        case .dashboard:
             dashboards.insert(token)
-            for state in [JobState.queued, .running] {
-                for job in (try? store.jobs(JobFilter(state: state, limit: 100_000))) ?? [] {
-                    sub.pending[job.id] = dashboardEvent(job)
-                }
-            }
+            sub.snapshot = DashboardSnapshot()
+            reader.snapshot(for: token, owner: nil)
+        case let .owner(owner):
+            ownerStreams[owner, default: []].insert(token)
+            sub.snapshot = DashboardSnapshot()
+            reader.snapshot(for: token, owner: owner)
+        case .job, .jobs: break
         }
         catchUp(sub)
     }
@@ -216,44 +251,76 @@ public final class StreamHub: @unchecked Sendable {
         }
         // A piece read earlier this round may predate the log writes these notices report.
         if !changes.isEmpty { logPieces.removeAll(keepingCapacity: true) }
+        var changed = Set<JobID>()
         for change in changes {
             switch change {
-            case let .job(id), let .submitted(id):
-                let subs = followers[id] ?? [:]
-                guard !subs.isEmpty || !dashboards.isEmpty, let job = try? store.job(id) else { continue }
-                // A stream that connected after the write but before this notice already loaded
-                // the state into the cache: its followers have it, but dashboards do not yet.
-                if !subs.isEmpty, cache[id].map({ $0.job.seq < job.seq }) ?? true {
-                    let cached = CachedJob(job, urlPrefix: urlPrefix)
-                    cache[id] = cached
-                    for sub in subs.values where !sub.isBlocked {
-                        if case let .job(_, log, _) = sub.target { catchUpJob(sub, cached, log: log) } else { catchUp(sub) }
-                    }
-                }
-                // The runner's ingest copies new/ID.json into jobs/ unchanged: one state, two notices.
-                if !dashboards.isEmpty, dashboardEnded[id] == nil, job.seq > dashboardSeqs[id] ?? 0 {
-                    if job.state.isTerminal {
-                        dashboardSeqs[id] = nil
-                        dashboardEnded[id] = Clock.monotonicMilliseconds()
-                    } else {
-                        dashboardSeqs[id] = job.seq
-                    }
-                    let event = dashboardEvent(job)
-                    for token in dashboards {
-                        guard let sub = subscribers[token] else { continue }
-                        // A job that ended before this dashboard connected is no news to it (its snapshot
-                        // holds the jobs not yet ended): a full report after an inotify overflow must not
-                        // replay every kept job's end.
-                        if let end = job.finishedAt, end.milliseconds < sub.connectedAt - 1000 { continue }
-                        sub.pending[id] = event
-                        if !sub.isBlocked { catchUp(sub) }
-                    }
-                }
+            case let .job(id), let .submitted(id): changed.insert(id)
             case let .log(id):
                 for sub in (followers[id] ?? [:]).values where sub.followsLog && !sub.isBlocked { catchUp(sub) }
             case .cancelRequested: break
             }
         }
+        guard !changed.isEmpty else { return }
+        // An owner stream may want any changed job: its owner is known once it is read.
+        let reads = ChangedJobs(Array(changed), isFollowed: { followers[$0] != nil }, dashboardsOpen: !dashboards.isEmpty || !ownerStreams.isEmpty,
+                                budget: StreamHub.readsPerRound)
+        for id in reads.now {
+            do {
+                if let job = try store.job(id) { apply(job) } else { forget(id) }
+            } catch {}  // unreadable now (corrupt, out of descriptors): its next change reads it again
+        }
+        if !reads.later.isEmpty {
+            // A job that ended before every open dashboard connected is no news to any of them.
+            let oldest = (dashboards.compactMap { subscribers[$0]?.connectedAt }
+                + ownerStreams.values.flatMap { $0.compactMap { subscribers[$0]?.connectedAt } }).min()
+            reader.read(reads.later, endedBefore: oldest.map { $0 - 1000 } ?? .max)
+        }
+    }
+
+    /// Brings the job's followers and the dashboards up to `job`, read just now by the hub or
+    /// the reader; a state older than one they have changes nothing.
+    private func apply(_ job: Job) {
+        let id = job.id
+        let subs = followers[id] ?? [:]
+        // A stream that connected after the write but before this notice already loaded
+        // the state into the cache: its followers have it, but dashboards do not yet.
+        if !subs.isEmpty, cache[id].map({ $0.job.seq < job.seq }) ?? true {
+            let cached = CachedJob(job, urlPrefix: urlPrefix)
+            cache[id] = cached
+            for sub in subs.values where !sub.isBlocked {
+                if case let .job(_, log, _) = sub.target { catchUpJob(sub, cached, log: log) } else { catchUp(sub) }
+            }
+        }
+        // The runner's ingest copies new/ID.json into jobs/ unchanged: one state, two notices.
+        let owned = job.owner.flatMap { ownerStreams[$0] } ?? []
+        guard !dashboards.isEmpty || !owned.isEmpty, dashboardEnded[id] == nil, job.seq > dashboardSeqs[id] ?? 0 else { return }
+        if job.state.isTerminal {
+            dashboardSeqs[id] = nil
+            dashboardEnded[id] = Clock.monotonicMilliseconds()
+        } else {
+            dashboardSeqs[id] = job.seq
+        }
+        let event = dashboardEvent(job)
+        for token in owned.isEmpty ? dashboards : dashboards.union(owned) {
+            guard let sub = subscribers[token] else { continue }
+            // A job that ended before this dashboard connected is no news to it (its snapshot
+            // holds the jobs not yet ended): a full report after an inotify overflow must not
+            // replay every kept job's end.
+            if let end = job.finishedAt, end.milliseconds < sub.connectedAt - 1000 { continue }
+            sub.pending[id] = event
+            sub.snapshot?.sent(id, seq: job.seq)
+            if !sub.isBlocked { catchUp(sub) }
+        }
+    }
+
+    /// Ends the streams of a job whose status is gone (removed by hand, or with the whole state
+    /// directory), which would otherwise get pings for ever. No `end` event, since the job did not
+    /// end: the client reconnects and gets 404 (herald.js then reports the job as gone).
+    private func forget(_ id: JobID) {
+        let subs = (followers[id] ?? [:]).values.filter { !$0.ending }
+        if !subs.isEmpty { log("job \(id.text) is gone from the store: ending its \(subs.count) streams") }
+        for sub in subs { end(sub, finalEvent: ": gone\n\n") }
+        dashboardSeqs[id] = nil
     }
 
     private func continueLogs() {
@@ -309,8 +376,9 @@ public final class StreamHub: @unchecked Sendable {
         }
         metrics.bytesSent.add(taken, ordering: .relaxed)
         if taken == bytes.count { return }
-        sub.outbox = Array(bytes[taken...])
-        sub.outboxStart = 0
+        // The rest of a frame shared by many subscribers (one job's status, one log piece) stays shared: no copy each.
+        sub.outbox = bytes
+        sub.outboxStart = taken
         sub.blockedSince = Clock.monotonicMilliseconds()
         blocked.insert(sub.token)
         try? epoll.modify(sub.fd, events: Epoll.peerHangUp | Epoll.writable, token: sub.token)
@@ -360,7 +428,11 @@ public final class StreamHub: @unchecked Sendable {
         blocked.remove(sub.token)
         logBacklog.remove(sub.token)
         dashboards.remove(sub.token)
-        if dashboards.isEmpty {
+        if case let .owner(owner) = sub.target {
+            ownerStreams[owner]?.remove(sub.token)
+            if ownerStreams[owner]?.isEmpty == true { ownerStreams[owner] = nil }
+        }
+        if dashboards.isEmpty, ownerStreams.isEmpty {
             dashboardSeqs.removeAll()
             dashboardEnded.removeAll()
         }
