@@ -15,7 +15,7 @@ SWIFT      ?= swift
 PYTHON     ?= /usr/bin/python3
 
 BUILD_DIR   = $(shell $(SWIFT) build -c $(CONFIG) --show-bin-path 2>/dev/null)
-RUN_PKGS    = nginx libfcgi-dev pkg-config
+RUN_PKGS    = nginx libfcgi-dev libssl-dev pkg-config
 TEST_PKGS   = $(RUN_PKGS) spawn-fcgi chromium chromium-driver python3-selenium python3-pytest python3-venv procps
 SUDO        = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -92,6 +92,7 @@ install:
 	    "$(DESTDIR)$(PREFIX)/share/doc/herald"
 	$(FIX_PATHS) nginx/herald.conf > "$(SHARE_DIR)/nginx/herald.conf"
 	$(FIX_PATHS) nginx/example-site.conf > "$(SHARE_DIR)/nginx/example-site.conf"
+	install -m 0644 nginx/herald-log.conf "$(SHARE_DIR)/nginx/herald-log.conf"
 	chmod 0644 "$(SHARE_DIR)/nginx/herald.conf" "$(SHARE_DIR)/nginx/example-site.conf"
 	install -m 0644 web/index.html web/demo.css web/demo.js web/herald.js web/herald.mjs "$(SHARE_DIR)/web/"
 	$(FIX_PATHS) cron/herald > "$(SHARE_DIR)/cron/herald"

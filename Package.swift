@@ -6,7 +6,7 @@
 //        │              │               │
 //        ▼              ▼               ▼
 //   HeraldFastCGI   HeraldStore ◀── herald-runner ──▶ HeraldRunner (spawn, fd 3, logs)
-//   (libfcgi)      (state dir)
+//   (libfcgi)      (state dir)      HeraldTokens (read tokens: HS256 JWT, libcrypto)
 //        all on HeraldCore (pure: jobs, config, SSE, FastCGI records)
 //        and HeraldPOSIX (every syscall wrapped once)
 import PackageDescription
@@ -25,12 +25,16 @@ let package = Package(
     targets: [
         // C: libfcgi as a system library, and the few kernel interfaces Glibc lacks (epoll, eventfd).
         .systemLibrary(name: "CFastCGI", pkgConfig: "fcgi", providers: [.apt(["libfcgi-dev"])]),
+        // C: OpenSSL's libcrypto, for HMAC-SHA-256, SHA-256 and CRYPTO_memcmp only.
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .target(name: "CHeraldSys"),
 
         // Pure core: no I/O. Job model, state machine, IDs, config, SSE and FastCGI framing, routing.
         .target(name: "HeraldCore", dependencies: [.product(name: "Yams", package: "Yams")]),
         // Every syscall, wrapped once, with its name in the error.
         .target(name: "HeraldPOSIX", dependencies: ["CHeraldSys"]),
+        // Read tokens (SPEC §9): HS256 JWTs checked against the secret, and the grant they carry.
+        .target(name: "HeraldTokens", dependencies: ["CCrypto", "HeraldCore", "HeraldPOSIX"]),
         // The state directory protocol: the only code that touches the directory.
         .target(name: "HeraldStore", dependencies: ["HeraldCore", "HeraldPOSIX"]),
         // Running jobs: claiming, spawning, fd-3 progress, logs, timeouts, retries, recovery.
@@ -40,22 +44,23 @@ let package = Package(
         // Parked event streams: subscriptions, fan-out, hang-up detection, heartbeats, write deadlines.
         .target(name: "HeraldStreams", dependencies: ["HeraldCore", "HeraldPOSIX", "HeraldStore"]),
         // The HTTP API: routes to answers, auth, metrics.
-        .target(name: "HeraldAPI", dependencies: ["HeraldCore", "HeraldStore", "HeraldStreams"]),
+        .target(name: "HeraldAPI", dependencies: ["HeraldCore", "HeraldStore", "HeraldStreams", "HeraldTokens"]),
 
         // Executables: wiring only.
         .executableTarget(name: "herald-fcgi", dependencies: [
-            "HeraldCore", "HeraldStore", "HeraldFastCGI", "HeraldStreams", "HeraldAPI", "HeraldPOSIX",
+            "HeraldCore", "HeraldStore", "HeraldFastCGI", "HeraldStreams", "HeraldAPI", "HeraldPOSIX", "HeraldTokens",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "herald-runner", dependencies: [
-            "HeraldCore", "HeraldStore", "HeraldRunner", "HeraldPOSIX",
+            "HeraldCore", "HeraldStore", "HeraldRunner", "HeraldPOSIX", "HeraldTokens",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         .testTarget(name: "HeraldCoreTests", dependencies: ["HeraldCore"]),
         .testTarget(name: "HeraldStoreTests", dependencies: ["HeraldStore", "HeraldPOSIX"]),
         .testTarget(name: "HeraldRunnerTests", dependencies: ["HeraldRunner", "HeraldStore", "HeraldPOSIX"]),
-        .testTarget(name: "HeraldAPITests", dependencies: ["HeraldAPI", "HeraldStore", "HeraldStreams", "HeraldCore"]),
+        .testTarget(name: "HeraldAPITests", dependencies: ["HeraldAPI", "HeraldStore", "HeraldStreams", "HeraldCore", "HeraldTokens"]),
+        .testTarget(name: "HeraldTokensTests", dependencies: ["HeraldTokens", "HeraldCore"]),
     ],
     swiftLanguageModes: [.v6]
 )

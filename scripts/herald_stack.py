@@ -23,7 +23,8 @@ Layout of the work directory:
     herald.yml              the config (state dir and socket below)
     state/                  the state directory
     fcgi.sock               herald-fcgi's socket (a short /tmp path if this one is too long)
-    nginx.conf herald.conf fastcgi_params   nginx's prefix (-p WORKDIR -c nginx.conf)
+    nginx.conf herald.conf fastcgi_params   nginx's prefix (-p WORKDIR -c nginx.conf); the access
+                            log in nginx/herald-log.conf's format
     nginx-tmp/              nginx temp paths
     logs/                   herald-fcgi.log herald-runner.log nginx.log nginx-error.log nginx-access.log
                             app.log (with an app server)
@@ -58,6 +59,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SNIPPET = os.path.join(REPO, "nginx", "herald.conf")
+LOG_SNIPPET = os.path.join(REPO, "nginx", "herald-log.conf")
 WEB_DIR = os.path.join(REPO, "web")
 SOCKET_STRING = "unix:/run/herald/fcgi.sock"
 WEB_STRING = "/usr/share/herald/web/"
@@ -414,7 +416,9 @@ class Stack:
         return tail(self.log_path(name), lines)
 
     def access_log(self) -> list:
-        """nginx access log lines: `ADDR [TIME] "METHOD URI PROTO" STATUS BYTES RTIME "UPSTREAM_STATUS"`."""
+        """nginx access log lines in nginx/herald-log.conf's format:
+        `ADDR - USER [TIME] "METHOD URI PROTO" STATUS BYTES "AGENT" RTIME "UPSTREAM_STATUS"`,
+        URI with any token in the query hidden."""
         return self.read_log("nginx-access").splitlines()
 
     def requests_seen(self, method: str | None = None, path_prefix: str = "") -> list:
@@ -494,8 +498,8 @@ class Stack:
                "        location = / {\n            return 302 /herald/;\n        }"),
             error_log=self.log_path("nginx-error"),
             access_log=f"{self.log_path('nginx-access')} herald",
-            http_head="log_format herald '$remote_addr [$time_local] \"$request\" $status $body_bytes_sent "
-                      "$request_time \"$upstream_status\"';")
+            # The shipped format (no token ever written), so tests see what production logs.
+            http_head=f"include {LOG_SNIPPET};")
         with open(self.nginx_conf, "w", encoding="utf-8") as f:
             f.write(conf)
         return self.nginx_conf

@@ -196,19 +196,18 @@ def test_submitter_routes_answer_401_with_www_authenticate_without_or_with_a_wro
     assert not os.listdir(os.path.join(stack.state_dir, "new")), "a refused submission left a file"
 
 
-def test_submit_with_a_bearer_token_or_access_token_answers_201(make_stack, tmp_path):
+def test_submit_with_a_bearer_token_answers_201(make_stack, tmp_path):
     stack = make_stack(runner=False, config_overrides=auth_overrides(tmp_path))
     _, job1 = submit(stack, headers={"Authorization": f"Bearer {TOKEN}"})
     _, job2 = submit(stack, headers={"Authorization": "Bearer other-token"})
-    status, _, job3 = stack.json("POST", f"/jobs?access_token={TOKEN}", {"kind": "demo", "params": {}})
-    assert status == 201, job3
+    _, job3 = submit(stack, headers={"Authorization": f"bearer {TOKEN}"})
     # Anyone with the ID may read the job; listing and cancelling need the token.
     assert stack.json("GET", f"/jobs/{job1['id']}")[0] == 200
     status, _, page = stack.json("GET", "/jobs", headers={"Authorization": f"Bearer {TOKEN}"})
     assert status == 200 and {j["id"] for j in page["jobs"]} == {job1["id"], job2["id"], job3["id"]}
     status, hdrs, data = stack.request("POST", f"/jobs/{job1['id']}/cancel")
     assert_error(status, hdrs, data, 401)
-    assert stack.request("POST", f"/jobs/{job1['id']}/cancel?access_token={TOKEN}")[0] == 202
+    assert stack.request("POST", f"/jobs/{job1['id']}/cancel", headers={"Authorization": f"Bearer {TOKEN}"})[0] == 202
 
 
 # ---------------------------------------------------------------------------

@@ -107,6 +107,9 @@ def test_example_site_passes_nginx_t(tmp_path):
     write(os.path.join(d, "site.conf"), site)
     os.makedirs(os.path.join(d, "snippets"), exist_ok=True)
     shutil.copyfile(os.path.join(REPO, "nginx/herald.conf"), os.path.join(d, "snippets", "herald.conf"))
+    shutil.copyfile(os.path.join(REPO, "nginx/herald-log.conf"), os.path.join(d, "snippets", "herald-log.conf"))
+    assert "include snippets/herald-log.conf;" in site
+    assert re.search(r"^\s*access_log\s+\S+\s+herald;", site, re.M), "the example site must log in the herald format"
     nginx_prefix(d, "include /etc/nginx/mime.types; include site.conf;",
                  extra_main="worker_rlimit_nofile 20000;\nworker_shutdown_timeout 30s;")
     nginx_t(d)
@@ -331,6 +334,7 @@ def test_make_install(bin_dir, tmp_path, prefix):
     assert f"alias {prefix}/share/herald/web/;" in snippet
     assert SOCKET_STRING in snippet
     assert os.path.isfile(root(f"{prefix}/share/herald/nginx/example-site.conf"))
+    assert os.path.isfile(root(f"{prefix}/share/herald/nginx/herald-log.conf"))
 
     unitdir = "/lib/systemd/system"
     for u in UNITS:

@@ -351,7 +351,7 @@ def test_dashboard_stream_needs_a_token_and_gets_jobs_submitted_after_it_connect
     ended = writer.take(submit(stack, headers=auth))
     writer.update(ended["id"], state="running")
     writer.update(ended["id"], state="succeeded")
-    with EventStream(stack, f"/jobs/events?access_token={TOKEN}") as s:
+    with EventStream(stack, "/jobs/events", headers=auth) as s:
         assert_stream_head(s)
         first = json.loads(s.next_event()["data"])
         assert first["id"] == old["id"], "the dashboard starts with every job not yet ended"

@@ -9,7 +9,7 @@
  *     onStatus(job) {}, onLog(text) {}, onEnd(state) {},
  *     onConnection(state) {},   // 'connecting' | 'open' | 'reconnecting' | 'closed'
  *     onError(err) {},          // a HeraldError: e.g. 404 no such job
- *     log: false, baseUrl: '/jobs', accessToken: undefined,
+ *     log: false, baseUrl: '/jobs',
  *   });
  *   w.close();
  *
@@ -79,8 +79,7 @@
     opts = opts || {};
     var headers = { 'Accept': 'application/json' };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
-    var token = opts.token || opts.accessToken;
-    if (token) headers['Authorization'] = 'Bearer ' + token;
+    if (opts.token) headers['Authorization'] = 'Bearer ' + opts.token;
     return fetch(url, {
       method: method,
       headers: headers,
@@ -135,7 +134,7 @@
     opts = opts || {};
     var url = withQuery(baseOf(opts) + '/' + encodeURIComponent(id) + '/log', { offset: opts.offset || undefined });
     var headers = { 'Accept': 'text/plain' };
-    if (opts.token || opts.accessToken) headers['Authorization'] = 'Bearer ' + (opts.token || opts.accessToken);
+    if (opts.token) headers['Authorization'] = 'Bearer ' + opts.token;
     return fetch(url, { headers: headers, cache: 'no-store', credentials: 'same-origin' }).then(function (res) {
       if (!res.ok) throw HeraldError(res.status, 'http_' + res.status, 'HTTP ' + res.status);
       return res.text();
@@ -212,7 +211,8 @@
     function connect() {
       timer = null;
       if (closed || ended) return;
-      var query = { access_token: opts.accessToken };
+      // No token in the URL: a per-job stream needs none (its id is the capability).
+      var query = {};
       if (spec.multi) query.ids = ids.filter(function (id) { return states[id] !== UNKNOWN; }).join(',');
       if (opts.log) query.log = '1';
       // A fresh EventSource cannot send Last-Event-ID itself: hand it over.
@@ -275,7 +275,7 @@
       if (!pending.length) { finish(endResult()); return; }
       var failedHard = null;
       Promise.all(pending.map(function (id) {
-        return getJob(id, { baseUrl: opts.baseUrl, token: opts.accessToken }).then(function (job) {
+        return getJob(id, { baseUrl: opts.baseUrl }).then(function (job) {
           // A log watch of a job that ended meanwhile still lacks the end of its log: one more
           // stream brings it, then the final status and `end` (or 204 if nothing is missing).
           if (opts.log && !spec.multi && job && isTerminal(job.state) && !logTailAsked) {

@@ -33,8 +33,15 @@ extension HeraldAPI {
         do { params = try kind.validate(params: json["params"]) } catch {
             throw APIError(422, "invalid_params", error.description)
         }
+        var owner: String?
+        if let given = json["owner"], given != .null {
+            guard let text = given.stringValue, JobOwner.isValid(text) else {
+                throw APIError(422, "invalid_owner", "'owner' must be a string of 1 to \(JobOwner.maxLength) characters from A-Z a-z 0-9 . _ : @ -")
+            }
+            owner = text
+        }
         let id = JobID(milliseconds: UInt64(Clock.wallMilliseconds()), random: RandomSource.bytes(10))
-        let job = Job(id: id, kind: kind.name, params: params, now: Timestamp(milliseconds: Clock.wallMilliseconds()))
+        let job = Job(id: id, kind: kind.name, params: params, owner: owner, now: Timestamp(milliseconds: Clock.wallMilliseconds()))
         try storeCall { () throws(StoreError) in try store.submit(job) }
         return .json(201, job.json(urlPrefix: config.urlPrefix), headers: [("Location", "\(config.urlPrefix)/\(id)")])
     }
@@ -49,6 +56,10 @@ extension HeraldAPI {
             filter.state = state
         }
         if let k = query["kind"] { filter.kind = k }
+        if let o = query["owner"] {
+            guard JobOwner.isValid(o) else { throw APIError(400, "bad_query", "owner must be 1 to \(JobOwner.maxLength) characters from A-Z a-z 0-9 . _ : @ -") }
+            filter.owner = o
+        }
         if let l = query["limit"] {
             guard let limit = Int(l), (1...500).contains(limit) else { throw APIError(400, "bad_query", "limit must be a number from 1 to 500") }
             filter.limit = limit
@@ -75,8 +86,8 @@ extension HeraldAPI {
     /// The log caps at 10 MiB plus a marker, so one answer holds it all.
     static let maxLogAnswer = 11 << 20
 
-    func logAnswer(_ id: JobID, _ query: Query) throws(APIError) -> APIResponse {
-        _ = try existing(id)
+    func logAnswer(_ id: JobID, _ request: APIRequest, _ query: Query) throws(APIError) -> APIResponse {
+        _ = try readable(id, request, query)
         var offset = 0
         if let o = query["offset"] {
             guard let v = Int(o), v >= 0 else { throw APIError(400, "bad_query", "offset must be a whole number of bytes, 0 or more") }

@@ -21,7 +21,7 @@ extension HeraldAPI {
     }
 
     func jobStream(_ id: JobID, _ request: APIRequest, _ query: Query) throws(APIError) -> APIAnswer {
-        let job = try existing(id)
+        let job = try readable(id, request, query)
         let cursor = lastEventID(request, query).flatMap(StreamCursor.init(eventID:))
         if ResumePlan.plan(job: job, cursor: cursor) == .finished { return .response(APIResponse(status: 204)) }
         if let full = overCapacity() { return full }
@@ -29,12 +29,28 @@ extension HeraldAPI {
         return .stream(.job(id, log: query["log"] == "1", cursor: validCursor), retryMilliseconds: jitteredRetry())
     }
 
-    func multiStream(_ request: APIRequest, _ query: Query) throws(APIError) -> APIAnswer {
-        guard let list = query["ids"] else {
-            try requireSubmitter(request, query)
-            if let full = overCapacity() { return full }
-            return .stream(.dashboard, retryMilliseconds: jitteredRetry())
+    /// `GET /jobs/events`: every job for a submitter or an `all` token; an owner's jobs for a `sub` token (SPEC §9).
+    func dashboardStream(_ request: APIRequest, _ query: Query) throws(APIError) -> APIAnswer {
+        let target: StreamTarget
+        switch try reader(request, query) {
+        case .submitter, .anonymous: target = .dashboard
+        case let .token(token):
+            switch token.dashboard {
+            case .everyJob: target = .dashboard
+            case .owner:
+                // The owner stream comes with the hub's owner index; until then an owner token opens no dashboard.
+                throw APIError(403, "forbidden", "this read token names an owner; the owner stream is not available yet")
+            case .none:
+                throw APIError(403, "forbidden", "this read token lists jobs but grants no dashboard: use /events?ids=A,B with it")
+            }
+        case .nobody: throw HeraldAPI.unauthorized("a valid submit token or a read token is required (Authorization: Bearer TOKEN, the herald_token cookie or ?token=)")
         }
+        if let full = overCapacity() { return full }
+        return .stream(target, retryMilliseconds: jitteredRetry())
+    }
+
+    func multiStream(_ request: APIRequest, _ query: Query) throws(APIError) -> APIAnswer {
+        guard let list = query["ids"] else { return try dashboardStream(request, query) }
         let texts = list.split(separator: ",", omittingEmptySubsequences: false)
         guard (1...HeraldAPI.maxStreamJobs).contains(texts.count) else {
             throw APIError(400, "bad_query", "ids must list 1 to \(HeraldAPI.maxStreamJobs) job ids, separated by commas")
@@ -46,7 +62,7 @@ extension HeraldAPI {
             if !ids.contains(id) { ids.append(id) }
         }
         var jobs: [Job] = []
-        for id in ids { jobs.append(try existing(id)) }
+        for id in ids { jobs.append(try readable(id, request, query)) }
         var cursor = lastEventID(request, query).flatMap { MultiStreamCursor(eventID: $0, jobCount: ids.count) }
         if let c = cursor, zip(c.seqs, jobs).contains(where: { $0 > $1.seq }) { cursor = nil }  // not from this server
         if let c = cursor, zip(c.seqs, jobs).allSatisfy({ $0 == $1.seq && $1.state.isTerminal }) {

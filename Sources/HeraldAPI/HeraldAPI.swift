@@ -2,24 +2,28 @@ import HeraldCore
 import HeraldPOSIX
 import HeraldStore
 import HeraldStreams
+import HeraldTokens
 
 /// Herald's HTTP API (SPEC §3, §4): routes a request to its answer. Thread-safe; holds no request state.
 public final class HeraldAPI: Sendable {
     let config: Config
     let store: any JobStore
     let auth: SubmitterAuth
+    /// Checks read tokens; nil when no `read_token_secret_file` is configured.
+    let readTokens: ReadTokenVerifier?
     let router: Router
     let metrics: StreamMetrics
     /// Request counters for /metrics.
     public let requests = RequestCounters()
     let log: @Sendable (String) -> Void
 
-    /// The API over `store`, with the hub's `metrics` for capacity and /metrics.
-    public init(config: Config, store: any JobStore, auth: SubmitterAuth, metrics: StreamMetrics,
+    /// The API over `store`, with the hub's `metrics` for capacity and /metrics; `readTokens` checks read tokens, if configured.
+    public init(config: Config, store: any JobStore, auth: SubmitterAuth, readTokens: ReadTokenVerifier? = nil, metrics: StreamMetrics,
                 log: @escaping @Sendable (String) -> Void) {
         self.config = config
         self.store = store
         self.auth = auth
+        self.readTokens = readTokens
         router = Router(prefix: config.urlPrefix)
         self.metrics = metrics
         self.log = log
@@ -56,11 +60,19 @@ public final class HeraldAPI: Sendable {
 
     private func answerRoute(_ route: Route, _ request: APIRequest) throws(APIError) -> APIAnswer {
         guard let query = Query(request.query) else { throw APIError(400, "bad_query", "the query string is not valid percent-encoded UTF-8") }
+        // The long-lived submitter token in a URL lands in logs, history and Referer (SPEC §3, amended):
+        // refused whatever else the request carries, so a client that sends it learns at once.
+        if query["access_token"] != nil {
+            throw APIError(401, "unauthorized", "access_token in the query string is not accepted (URLs end up in logs): "
+                + "send the submitter token as the Authorization: Bearer header, and give browsers a read token "
+                + "(Authorization: Bearer, the herald_token cookie, or ?token=)",
+                headers: [("WWW-Authenticate", "Bearer realm=\"herald\"")])
+        }
         switch route {
         case .submit: return .response(try submit(request, query))
         case .list: return .response(try list(request, query))
-        case let .job(id): return .response(.json(200, try existing(id).json(urlPrefix: config.urlPrefix)))
-        case let .jobLog(id): return .response(try logAnswer(id, query))
+        case let .job(id): return .response(.json(200, try readable(id, request, query).json(urlPrefix: config.urlPrefix)))
+        case let .jobLog(id): return .response(try logAnswer(id, request, query))
         case let .cancel(id): return .response(try cancel(id, request, query))
         case let .jobEvents(id): return try jobStream(id, request, query)
         case .events: return try multiStream(request, query)
@@ -72,10 +84,16 @@ public final class HeraldAPI: Sendable {
     // MARK: Helpers
 
     func requireSubmitter(_ request: APIRequest, _ query: Query) throws(APIError) {
-        guard auth.allows(authorization: request.header("AUTHORIZATION"), accessToken: query["access_token"]) else {
-            throw APIError(401, "unauthorized", "a valid submit token is required (Authorization: Bearer TOKEN or ?access_token=TOKEN)",
-                           headers: [("WWW-Authenticate", "Bearer realm=\"herald\"")])
+        guard auth.allows(authorization: request.header("AUTHORIZATION")) else {
+            throw HeraldAPI.unauthorized("a valid submit token is required (Authorization: Bearer TOKEN)")
         }
+    }
+
+    /// The job, if it exists and the request may read it (`require_read_token`).
+    func readable(_ id: JobID, _ request: APIRequest, _ query: Query) throws(APIError) -> Job {
+        let job = try existing(id)
+        try requireReadAccess(job, request, query)
+        return job
     }
 
     func existing(_ id: JobID) throws(APIError) -> Job {

@@ -5,6 +5,10 @@ public struct Config: Sendable {
     public var urlPrefix = "/jobs"
     public var submitTokensFile: String? = "/etc/herald/tokens"
     public var allowAnonymousSubmit = false
+    /// Files holding the read-token secret (SPEC §9): one, or two during a rotation (the new one first).
+    public var readTokenSecretFiles: [String] = []
+    /// Whether reading a job by its id needs a submitter token or a read token covering it.
+    public var requireReadToken = false
     public var maxBodyBytes = 65536
     public var maxStreams = 20000
     public var heartbeat = HeraldDuration.seconds(15)

@@ -35,6 +35,7 @@ extension Config {
             throw ConfigError(key: "", line: nil, message: "not valid YAML: \(error)")
         }
         var config = Config()
+        var requireLine: Int?
         // No document, or an empty one (`---` alone): every default.
         guard let root, root.null == nil else { return config }
         let top = try mapping(root, key: "")
@@ -51,6 +52,19 @@ extension Config {
                 config.urlPrefix = prefix
             case "submit_tokens_file": config.submitTokensFile = value.null != nil ? nil : try path(value, key: key)
             case "allow_anonymous_submit": config.allowAnonymousSubmit = try bool(value, key: key)
+            case "read_token_secret_file":
+                if case let .sequence(items) = value {
+                    guard (1...2).contains(items.count) else {
+                        throw ConfigError(key: key, line: line(value), message: "must be one path, or a list of two during a rotation: [new, old]")
+                    }
+                    config.readTokenSecretFiles = []
+                    for item in items { config.readTokenSecretFiles.append(try path(item, key: key)) }
+                } else {
+                    config.readTokenSecretFiles = [try path(value, key: key)]
+                }
+            case "require_read_token":
+                config.requireReadToken = try bool(value, key: key)
+                requireLine = line(value)
             case "max_body_bytes": config.maxBodyBytes = try int(value, key: key, in: 1...(64 << 20))
             case "max_streams": config.maxStreams = try int(value, key: key, in: 1...1_000_000)
             case "heartbeat": config.heartbeat = try duration(value, key: key, min: 100)
@@ -69,6 +83,10 @@ extension Config {
             default:
                 throw ConfigError(key: key, line: line(keyNode), message: "unknown key")
             }
+        }
+        if config.requireReadToken, config.readTokenSecretFiles.isEmpty {
+            throw ConfigError(key: "require_read_token", line: requireLine,
+                              message: "needs read_token_secret_file: without a secret no read token could be checked")
         }
         return config
     }

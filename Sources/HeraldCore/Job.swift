@@ -30,6 +30,8 @@ public struct Job: Sendable, Equatable {
     public var progress: Double
     public var message: String?
     public var params: [String: String]
+    /// Who the job is for (SPEC §9), as the submitter said; read tokens with this `sub` cover it.
+    public var owner: String?
     public var createdAt: Timestamp
     public var startedAt: Timestamp?
     public var finishedAt: Timestamp?
@@ -41,13 +43,14 @@ public struct Job: Sendable, Equatable {
     public var seq: Int
 
     /// A freshly submitted job: queued, first attempt, `seq` 1.
-    public init(id: JobID, kind: String, params: [String: String], now: Timestamp) {
+    public init(id: JobID, kind: String, params: [String: String], owner: String? = nil, now: Timestamp) {
         self.id = id
         self.kind = kind
         state = .queued
         progress = 0
         message = nil
         self.params = params
+        self.owner = owner
         createdAt = now
         startedAt = nil
         finishedAt = nil
@@ -75,6 +78,7 @@ extension Job {
             ("progress", .double(progress)),
             ("message", .optional(message)),
             ("params", paramsJSON),
+            ("owner", .optional(owner)),
             ("created_at", .string(createdAt.rfc3339)),
             ("started_at", .optional(startedAt?.rfc3339)),
             ("finished_at", .optional(finishedAt?.rfc3339)),
@@ -111,7 +115,7 @@ extension Job {
             guard let s = value.stringValue else { return nil }
             params[key] = s
         }
-        self.init(id: id, kind: kind, params: params, now: created)
+        self.init(id: id, kind: kind, params: params, owner: json["owner"]?.stringValue, now: created)
         self.state = state
         self.progress = progress
         message = json["message"]?.stringValue

@@ -30,6 +30,7 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
     private struct EndedJob {
         let state: JobState
         let kind: String
+        let owner: String?
     }
 
     /// Opens the store at `root`. With `create`, makes the directories that are missing (the runner does; the web side only checks).
@@ -126,11 +127,11 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
         let (ids, known) = try listedJobs()
         var result: [Job] = []
         for id in ids.sorted(by: >) where filter.before.map({ id < $0 }) ?? true {
-            if let seen = known[id], !filter.admits(state: seen.state, kind: seen.kind) { continue }
+            if let seen = known[id], !filter.admits(state: seen.state, kind: seen.kind, owner: seen.owner) { continue }
             guard let found = try? located(id) else { continue }  // gone or unreadable meanwhile: skip it
             let job = found.job
             remember(found)
-            guard filter.admits(state: job.state, kind: job.kind) else { continue }
+            guard filter.admits(state: job.state, kind: job.kind, owner: job.owner) else { continue }
             result.append(job)
             if result.count >= filter.limit { break }
         }
@@ -166,7 +167,7 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
     /// Records an ended job's state and kind, if a runner wrote it: a file in new/ (forgeable by the web user) may claim anything.
     private func remember(_ found: (job: Job, isStatus: Bool)) {
         guard found.isStatus, found.job.state.isTerminal else { return }
-        ended.withLock { $0[found.job.id] = EndedJob(state: found.job.state, kind: found.job.kind) }
+        ended.withLock { $0[found.job.id] = EndedJob(state: found.job.state, kind: found.job.kind, owner: found.job.owner) }
     }
 
     public func requestCancel(_ id: JobID) throws(StoreError) {

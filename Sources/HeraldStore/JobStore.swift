@@ -15,23 +15,25 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// Which jobs a listing wants: newest first, optionally by state and kind, older than `before`.
+/// Which jobs a listing wants: newest first, optionally by state, kind and owner, older than `before`.
 public struct JobFilter: Sendable {
     public var state: JobState?
     public var kind: String?
+    public var owner: String?
     public var limit: Int
     public var before: JobID?
 
-    public init(state: JobState? = nil, kind: String? = nil, limit: Int = 100, before: JobID? = nil) {
+    public init(state: JobState? = nil, kind: String? = nil, owner: String? = nil, limit: Int = 100, before: JobID? = nil) {
         self.state = state
         self.kind = kind
+        self.owner = owner
         self.limit = limit
         self.before = before
     }
 
-    /// Whether a job of this state and kind passes the state and kind conditions.
-    public func admits(state: JobState, kind: String) -> Bool {
-        (self.state.map { $0 == state } ?? true) && (self.kind.map { $0 == kind } ?? true)
+    /// Whether a job of this state, kind and owner passes the filter's conditions.
+    public func admits(state: JobState, kind: String, owner: String?) -> Bool {
+        (self.state.map { $0 == state } ?? true) && (self.kind.map { $0 == kind } ?? true) && (self.owner.map { $0 == owner } ?? true)
     }
 }
 

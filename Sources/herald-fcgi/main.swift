@@ -9,6 +9,7 @@ import HeraldFastCGI
 import HeraldPOSIX
 import HeraldStore
 import HeraldStreams
+import HeraldTokens
 import Synchronization
 
 let log = Log(program: "herald-fcgi")
@@ -45,6 +46,7 @@ struct HeraldFCGI: ParsableCommand {
         }
         config.maxStreams = streamLimit(config.maxStreams)
         let auth = try loadAuth(config)
+        let readTokens = try loadReadTokens(config)
         let store: DirectoryStore
         do { store = try (try? DirectoryStore(root: config.stateDir, create: true)) ?? DirectoryStore(root: config.stateDir, create: false) } catch {
             log(.error, "\(error)")
@@ -62,7 +64,7 @@ struct HeraldFCGI: ParsableCommand {
         Signals.ignorePipe()
 
         let hub = try StreamHub(store: store, urlPrefix: config.urlPrefix, heartbeat: config.heartbeat, log: { log(.warning, $0) })
-        let api = HeraldAPI(config: config, store: store, auth: auth, metrics: hub.metrics, log: { log(.error, $0) })
+        let api = HeraldAPI(config: config, store: store, auth: auth, readTokens: readTokens, metrics: hub.metrics, log: { log(.error, $0) })
         hub.start()
         server.start(log: { log(.error, $0) })
         let threadsAccepting = Atomic<Int>(HeraldFCGI.acceptingThreads)
@@ -102,6 +104,17 @@ struct HeraldFCGI: ParsableCommand {
             log(.warning, "max_streams \(configured) lowered to \(fits): the open-file limit is \(files) (raise LimitNOFILE)")
         }
         return min(configured, fits)
+    }
+
+    /// The read-token verifier, or nil when no secret is configured; 78 when a secret file is missing or short.
+    func loadReadTokens(_ config: Config) throws -> ReadTokenVerifier? {
+        guard !config.readTokenSecretFiles.isEmpty else { return nil }
+        switch ReadTokenSecret.load(config.readTokenSecretFiles) {
+        case let .success(secrets): return ReadTokenVerifier(secrets: secrets)
+        case let .failure(error):
+            log(.error, "bad configuration: \(error)")
+            throw ExitCode(78)
+        }
     }
 
     func loadAuth(_ config: Config) throws -> SubmitterAuth {

@@ -19,6 +19,9 @@ struct SubmitCommand: ParsableCommand {
     @Option(name: [.customShort("p"), .customLong("param")], help: "A param, NAME=VALUE (repeatable).")
     var params: [String] = []
 
+    @Option(help: "The job's owner (1-128 of A-Z a-z 0-9 . _ : @ -): read tokens for this owner cover it.")
+    var owner: String?
+
     @Flag(help: "Wait for the job to end, showing its progress.")
     var wait = false
 
@@ -28,6 +31,9 @@ struct SubmitCommand: ParsableCommand {
     func validate() throws {
         for param in params where !param.contains("=") || param.hasPrefix("=") {
             throw ValidationError("-p takes NAME=VALUE, not '\(param)'")
+        }
+        if let owner, !JobOwner.isValid(owner) {
+            throw ValidationError("--owner must be 1-\(JobOwner.maxLength) characters from A-Z a-z 0-9 . _ : @ -, not '\(owner.prefix(140))'")
         }
     }
 
@@ -44,7 +50,7 @@ struct SubmitCommand: ParsableCommand {
             throw Exit.failure(.badInput, "\(error)")
         }
         let id = JobID(milliseconds: UInt64(Clock.wallMilliseconds()), random: RandomSource.bytes(10))
-        let job = Job(id: id, kind: kind, params: accepted, now: Timestamp(milliseconds: Clock.wallMilliseconds()))
+        let job = Job(id: id, kind: kind, params: accepted, owner: owner, now: Timestamp(milliseconds: Clock.wallMilliseconds()))
         do { try store.submit(job) } catch { throw Exit.failure(error) }
         guard wait else {
             StandardOutput.write((json ? job.json(urlPrefix: config.urlPrefix).text : id.text) + "\n")

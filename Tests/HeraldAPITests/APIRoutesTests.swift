@@ -77,9 +77,9 @@ import Testing
         #expect(refused.status == 401)
         #expect(refused.header("WWW-Authenticate")?.hasPrefix("Bearer") == true)
         #expect(f.response("POST", "/jobs", body: #"{"kind":"demo"}"#, headers: ["AUTHORIZATION": "Bearer s3cret"]).status == 201)
-        #expect(f.response("GET", "/jobs?access_token=s3cret").status == 200)
+        #expect(f.response("GET", "/jobs", headers: ["AUTHORIZATION": "Bearer s3cret"]).status == 200)
         #expect(f.response("GET", "/jobs").status == 401)
-        guard case .stream(.dashboard, _) = f.send("GET", "/jobs/events?access_token=s3cret").answer else {
+        guard case .stream(.dashboard, _) = f.send("GET", "/jobs/events", headers: ["AUTHORIZATION": "Bearer s3cret"]).answer else {
             Issue.record("the dashboard stream with a token should open")
             return
         }

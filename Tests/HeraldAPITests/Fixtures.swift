@@ -3,6 +3,7 @@ import HeraldAPI
 import HeraldCore
 import HeraldStore
 import HeraldStreams
+import HeraldTokens
 
 /// An API over a real state directory in a fresh temp folder.
 final class APIFixture {
@@ -12,7 +13,10 @@ final class APIFixture {
     let api: HeraldAPI
     let config: Config
 
-    init(anonymous: Bool = true, tokens: String? = nil, maxStreams: Int = 100) throws {
+    /// The read-token secret the fixture's API verifies with, when `readTokens` is on.
+    static let readSecret = Array("fixture-read-token-secret-0123456789".utf8)
+
+    init(anonymous: Bool = true, tokens: String? = nil, maxStreams: Int = 100, readTokens: Bool = false, requireReadToken: Bool = false) throws {
         root = NSTemporaryDirectory() + "herald-api-\(UUID().uuidString)"
         store = try DirectoryStore(root: root, create: true)
         var config = try Config.parse(yaml: """
@@ -26,9 +30,10 @@ final class APIFixture {
         config.allowAnonymousSubmit = anonymous
         config.maxStreams = maxStreams
         config.maxBodyBytes = 1000
+        config.requireReadToken = requireReadToken
         self.config = config
         api = HeraldAPI(config: config, store: store, auth: SubmitterAuth(tokensFileText: tokens, anonymous: anonymous),
-                        metrics: metrics, log: { _ in })
+                        readTokens: readTokens ? ReadTokenVerifier(secrets: [APIFixture.readSecret]) : nil, metrics: metrics, log: { _ in })
     }
 
     deinit { try? FileManager.default.removeItem(atPath: root) }

@@ -220,3 +220,28 @@ import Testing
         #expect(ConfigError(key: "", line: nil, message: "oops").description == "oops")
     }
 }
+
+@Suite struct ReadTokenConfigTests {
+    @Test func oneSecretFileOrTwoForARotation() throws {
+        #expect(try Config.parse(yaml: "read_token_secret_file: /etc/herald/read.key\n").readTokenSecretFiles == ["/etc/herald/read.key"])
+        let two = try Config.parse(yaml: "read_token_secret_file: [/etc/herald/new.key, /etc/herald/old.key]\nrequire_read_token: true\n")
+        #expect(two.readTokenSecretFiles == ["/etc/herald/new.key", "/etc/herald/old.key"] && two.requireReadToken)
+        #expect(try Config.parse(yaml: "").requireReadToken == false)
+    }
+
+    @Test(arguments: [
+        ("read_token_secret_file: relative.key\n", "read_token_secret_file", 1),
+        ("read_token_secret_file: [/a, /b, /c]\n", "read_token_secret_file", 1),
+        ("read_token_secret_file: []\n", "read_token_secret_file", 1),
+        ("require_read_token: yes\n", "require_read_token", 1),
+        ("heartbeat: 15s\nrequire_read_token: true\n", "require_read_token", 2),
+    ])
+    func refusedWithKeyAndLine(yaml: String, key: String, line: Int) {
+        do {
+            _ = try Config.parse(yaml: yaml)
+            Issue.record("accepted: \(yaml)")
+        } catch {
+            #expect(error.key == key && error.line == line, "\(error)")
+        }
+    }
+}

@@ -9,7 +9,7 @@ import Testing
         let json = job.json(urlPrefix: "/jobs")
         guard case let .object(members) = json else { Issue.record("not an object"); return }
         #expect(members.map(\.0) == [
-            "id", "kind", "state", "progress", "message", "params", "created_at", "started_at", "finished_at",
+            "id", "kind", "state", "progress", "message", "params", "owner", "created_at", "started_at", "finished_at",
             "updated_at", "attempt", "exit_code", "error", "result", "seq", "links",
         ])
         #expect(json["id"] == .string(F.id.text))
@@ -17,6 +17,7 @@ import Testing
         #expect(json["progress"] == .number("0.0"))
         #expect(json["message"] == .null)
         #expect(json["params"] == .object([("month", .string("2026-10"))]))
+        #expect(json["owner"] == .null)
         #expect(json["created_at"] == .string("2025-11-25T10:00:00.123Z"))
         #expect(json["started_at"] == .string("2025-11-25T10:00:00.133Z"))
         #expect(json["finished_at"] == .null)
@@ -90,5 +91,33 @@ import Testing
         bad[5] = ("params", .object([("a", .number("1"))]))
         #expect(Job(json: .object(bad)) == nil)
         #expect(Job(json: .array([])) == nil)
+    }
+}
+
+@Suite struct JobOwnerTests {
+    @Test(arguments: ["u", "user-42", "alice@example.com", "tenant:7.user_3", String(repeating: "a", count: 128)])
+    func validOwners(_ owner: String) {
+        #expect(JobOwner.isValid(owner))
+    }
+
+    @Test(arguments: ["", "a b", "ä", "a/b", "x\n", "a,b", "<script>", String(repeating: "a", count: 129)])
+    func invalidOwners(_ owner: String) {
+        #expect(!JobOwner.isValid(owner))
+    }
+
+    @Test func anOwnerSurvivesTheStatusFile() throws {
+        var job = Fixture.running()
+        job.owner = "user-42"
+        let back = try #require(Job(json: job.json(urlPrefix: nil)))
+        #expect(back.owner == "user-42")
+        #expect(job.json(urlPrefix: "/jobs")["owner"] == .string("user-42"))
+    }
+
+    @Test func cookieValues() {
+        #expect(Cookie.value(named: "herald_token", in: "a=1; herald_token=abc.def.ghi; b=2") == "abc.def.ghi")
+        #expect(Cookie.value(named: "herald_token", in: "herald_token=\"q\"") == "q")
+        #expect(Cookie.value(named: "herald_token", in: "xherald_token=1; herald_tokens=2") == nil)
+        #expect(Cookie.value(named: "herald_token", in: nil) == nil)
+        #expect(Cookie.value(named: "herald_token", in: "herald_token=a; herald_token=b") == "a")
     }
 }
