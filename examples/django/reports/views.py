@@ -16,6 +16,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -45,6 +46,9 @@ def owner_of(user) -> str:
 
 def set_read_token(request: HttpRequest, response: HttpResponse) -> HttpResponse:
     """A read token for the user's own jobs, as the cookie Herald reads (only sent to /jobs)."""
+    if not settings.HERALD_READ_TOKEN_SECRET_FILE:
+        raise ImproperlyConfigured("HERALD_READ_TOKEN_SECRET_FILE is not set: name the file Herald's "
+                                   "read_token_secret_file names")
     ttl = settings.HERALD_READ_TOKEN_TTL
     token = herald.read_token(herald.load_secret(settings.HERALD_READ_TOKEN_SECRET_FILE),
                               owner=owner_of(request.user), ttl=ttl)
