@@ -122,6 +122,13 @@ def test_wait_resumes_with_last_event_id_after_a_drop_and_honours_retry(fake_ser
     assert sleeps == [1.234]
 
 
+def test_a_token_function_is_called_for_every_connection(fake_server, sleeps):
+    server = fake_server(stream(status(1), close_with_end_chunk=False), stream(status(2, "succeeded", 100.0), END))
+    tokens = iter(["first", "second"])
+    assert Herald(server.url, token=lambda: next(tokens)).wait(JOB_ID)["seq"] == 2
+    assert [r.headers["authorization"] for r in server.requests] == ["Bearer first", "Bearer second"]
+
+
 def test_wait_keeps_the_last_id_when_a_stream_ends_without_events(fake_server, sleeps):
     server = fake_server(stream(status(5, progress=5.0, event_id="e5")),
                          stream("retry: 10\n\n"),

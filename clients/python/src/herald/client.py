@@ -7,7 +7,7 @@ import json
 import random
 import socket
 import time
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 from urllib.parse import quote, urlencode, urlsplit
 
 from .errors import HeraldError, describe
@@ -25,9 +25,11 @@ _USER_AGENT = "herald-python/0.1"
 class Herald:
     """A Herald site. ``base_url`` is the site root (``https://example.com``), ``prefix`` the
     API's ``url_prefix``. ``token`` is sent as ``Authorization: Bearer``: a submitter token
-    for submit, list and cancel, or a read token for reading. ``timeout`` bounds each request."""
+    for submit, list and cancel, or a read token for reading; a function returning one is
+    called before every request, so a long ``wait()`` can renew a short-lived read token.
+    ``timeout`` bounds each request."""
 
-    def __init__(self, base_url: str, token: Optional[str] = None, prefix: str = "/jobs",
+    def __init__(self, base_url: str, token: Union[str, Callable[[], str], None] = None, prefix: str = "/jobs",
                  timeout: float = 30.0) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -57,8 +59,9 @@ class Herald:
 
     def _headers(self, extra: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
         headers = {"User-Agent": _USER_AGENT, "Accept": "application/json"}
-        if self.token:
-            headers["Authorization"] = "Bearer " + self.token
+        token = self.token() if callable(self.token) else self.token
+        if token:
+            headers["Authorization"] = "Bearer " + token
         headers.update(extra or {})
         return headers
 
