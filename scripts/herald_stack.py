@@ -89,7 +89,7 @@ fastcgi_param  SERVER_NAME        $server_name;
 # The state directory's layout (docs/PROTOCOL.md). herald-runner creates it on its
 # first start and herald-fcgi refuses to start without it, so the stack waits for
 # the runner, or creates it when started without one.
-STATE_LAYOUT = ("tmp", "new", "jobs", "queue", "running", "slots", "cancel", "logs")
+STATE_LAYOUT = ("tmp", "new", "jobs", "queue", "running", "slots", "cancel", "logs", "idempotency")
 
 # Longest path a unix socket may have (sun_path is 108 bytes with the NUL).
 MAX_SOCKET_PATH = 100

@@ -185,3 +185,110 @@ def test_a_short_or_missing_secret_file_is_refused_at_start_with_78(bin_dir, tmp
         r = subprocess.run([os.path.join(bin_dir, "herald-fcgi"), "--config", str(cfg), "--socket", str(tmp_path / "s.sock")],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=20)
         assert r.returncode == 78 and "read_token_secret_file" in r.stdout, r.stdout
+
+
+# ---------------------------------------------------------------------------
+# idempotent submit
+
+
+def test_fifty_concurrent_posts_with_one_idempotency_key_create_exactly_one_job(make_stack, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+    stack = make_stack(runner=False, config_overrides=submitter_overrides(tmp_path))
+    headers = {**AUTH, "Idempotency-Key": "order-1234/report"}
+    body = {"kind": "demo", "params": {"steps": "3"}, "owner": "user-42"}
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        answers = list(pool.map(lambda _: stack.json("POST", "/jobs", body, headers, timeout=30), range(50)))
+    statuses = sorted(a[0] for a in answers)
+    assert statuses == [200] * 49 + [201], statuses
+    assert len({a[2]["id"] for a in answers}) == 1, {a[2]["id"] for a in answers}
+    assert all(a[1].get("location") == f"/jobs/{answers[0][2]['id']}" for a in answers)
+    assert len(os.listdir(os.path.join(stack.state_dir, "new"))) == 1
+    # Equal as JSON: member order and spacing do not matter.
+    same = b'{ "owner": "user-42", "params": {"steps": "3"}, "kind": "demo" }'
+    status, _, data = stack.request("POST", "/jobs", same, {**headers, "Content-Type": "application/json"})
+    assert status == 200 and answers[0][2]["id"] in data.decode()
+    # Another body with the same key: 422, nothing submitted.
+    status, hdrs, data = stack.request("POST", "/jobs", {**body, "params": {"steps": "4"}}, headers)
+    assert_error(status, hdrs, data, 422, "idempotency_key_reused")
+    # Scoped to the submitter: another token, or none, is another scope.
+    assert len(os.listdir(os.path.join(stack.state_dir, "new"))) == 1
+    # The key and the token are stored nowhere.
+    for name in os.listdir(os.path.join(stack.state_dir, "idempotency")):
+        text = open(os.path.join(stack.state_dir, "idempotency", name)).read()
+        assert "order-1234" not in name + text and SUBMIT_TOKEN not in name + text
+    for bad in ("", "x" * 256, "caf\u00e9", "a b"):
+        status, hdrs, data = stack.request("POST", "/jobs", body, {**AUTH, "Idempotency-Key": bad.encode("utf-8").decode("latin-1")})
+        assert_error(status, hdrs, data, 400)
+
+
+def test_idempotency_keys_are_scoped_to_the_submitter_token(make_stack, tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{SUBMIT_TOKEN}\nsecond-{SUBMIT_TOKEN}\n")
+    stack = make_stack(runner=False, config_overrides={"submit_tokens_file": str(tokens), "allow_anonymous_submit": False})
+    one = stack.json("POST", "/jobs", BODY, {**AUTH, "Idempotency-Key": "k"})
+    two = stack.json("POST", "/jobs", BODY, {"Authorization": f"Bearer second-{SUBMIT_TOKEN}", "Idempotency-Key": "k"})
+    assert one[0] == two[0] == 201 and one[2]["id"] != two[2]["id"]
+
+
+def test_herald_runner_submit_idempotency_key_across_processes_and_gc(make_stack, tmp_path):
+    import subprocess
+    stack = make_stack(runner=False, config_overrides=submitter_overrides(tmp_path))
+    argv = [stack.runner_bin, "submit", "demo", "-p", "steps=2", "--idempotency-key", "nightly-2026-12-02", "--config", stack.config_path]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(12)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert len({o[0].strip() for o in outs}) == 1, outs
+    assert len(os.listdir(os.path.join(stack.state_dir, "new"))) == 1
+    other = subprocess.run(argv[:4] + ["steps=3"] + argv[5:], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert other.returncode == 65 and "idempotency-key" in other.stderr
+    # gc forgets keys older than 24 h.
+    keys = os.path.join(stack.state_dir, "idempotency")
+    (name,) = os.listdir(keys)
+    old = __import__("time").time() - 86400 - 60
+    os.utime(os.path.join(keys, name), (old, old))
+    gc = runner_cli(stack, "gc")
+    assert gc.returncode == 0 and "idempotency" in gc.stdout, gc
+    assert os.listdir(keys) == []
+
+
+# ---------------------------------------------------------------------------
+# the owner stream
+
+
+def test_the_owner_stream_gets_every_change_of_its_owners_jobs_and_none_of_anothers(make_stack, tmp_path):
+    import json
+    import time
+    from support_herald import EventStream
+    stack = make_stack(config_overrides=token_overrides(tmp_path, require_read_token=True, workers=4))
+    slow = {"steps": "4", "interval_ms": "150"}
+    before = stack.json("POST", "/jobs", {"kind": "demo", "params": {"steps": "60", "interval_ms": "100"}, "owner": "alice"}, AUTH)[2]
+    exp = int(time.time()) + 300
+    with EventStream(stack, "/jobs/events", headers={"Cookie": f"herald_token={mint({'sub': 'alice', 'exp': exp})}"}) as s:
+        s.wait_headers(5)
+        assert s.status == 200, s.status
+        first = json.loads(s.next_event(5)["data"])
+        assert first["id"] == before["id"], "the owner stream starts with the owner's jobs not yet ended"
+        theirs = stack.json("POST", "/jobs", {"kind": "demo", "params": slow, "owner": "bob"}, AUTH)[2]
+        later = stack.json("POST", "/jobs", {"kind": "demo", "params": slow, "owner": "alice"}, AUTH)[2]
+        unowned = stack.json("POST", "/jobs", {"kind": "demo", "params": slow}, AUTH)[2]
+        stack.request("POST", f"/jobs/{before['id']}/cancel", headers=AUTH)
+        seen = {}
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not all(seen.get(j, {}).get("state") in ("succeeded", "canceled")
+                                                        for j in (before["id"], later["id"])):
+            block = s.next_event(max(0.1, deadline - time.monotonic()))
+            job = json.loads(block["data"])
+            assert job["owner"] == "alice", f"another owner's job on alice's stream: {job}"
+            assert job["seq"] > seen.get(job["id"], {}).get("seq", 0), "a state repeated or went back"
+            seen[job["id"]] = job
+        assert seen[later["id"]]["state"] == "succeeded" and seen[later["id"]]["progress"] == 100.0, seen
+        assert seen[before["id"]]["state"] == "canceled", seen
+        assert theirs["id"] not in seen and unowned["id"] not in seen
+    # An all token is the dashboard: every owner's jobs; a jobs-only token is refused there.
+    with EventStream(stack, f"/jobs/events?token={mint({'all': True, 'exp': exp})}") as s:
+        running = stack.json("POST", "/jobs", {"kind": "demo", "params": slow, "owner": "bob"}, AUTH)[2]
+        ids = set()
+        while running["id"] not in ids:
+            ids.add(json.loads(s.next_event(5)["data"])["id"])
+    status, hdrs, data = stack.request("GET", f"/jobs/events?token={mint({'jobs': [theirs['id']], 'exp': exp})}")
+    assert_error(status, hdrs, data, 403)

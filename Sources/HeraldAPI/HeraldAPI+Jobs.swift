@@ -1,10 +1,12 @@
 import HeraldCore
 import HeraldPOSIX
 import HeraldStore
+import HeraldTokens
 
 extension HeraldAPI {
     func submit(_ request: APIRequest, _ query: Query) throws(APIError) -> APIResponse {
         try requireSubmitter(request, query)
+        let idempotencyKey = try self.idempotencyKey(request)
         let contentType = request.params["CONTENT_TYPE"] ?? ""
         // Media types are case-insensitive (RFC 9110 §8.3.1).
         guard contentType.split(separator: ";").first.map({ $0.trimmingCharacters().lowercased() == "application/json" }) == true else {
@@ -42,8 +44,36 @@ extension HeraldAPI {
         }
         let id = JobID(milliseconds: UInt64(Clock.wallMilliseconds()), random: RandomSource.bytes(10))
         let job = Job(id: id, kind: kind.name, params: params, owner: owner, now: Timestamp(milliseconds: Clock.wallMilliseconds()))
-        try storeCall { () throws(StoreError) in try store.submit(job) }
-        return .json(201, job.json(urlPrefix: config.urlPrefix), headers: [("Location", "\(config.urlPrefix)/\(id)")])
+        guard let idempotencyKey else {
+            try storeCall { () throws(StoreError) in try store.submit(job) }
+            return .json(201, job.json(urlPrefix: config.urlPrefix), headers: [("Location", "\(config.urlPrefix)/\(id)")])
+        }
+        let record = idempotencyRecord(key: idempotencyKey, request: request, body: json)
+        switch try storeCall({ () throws(StoreError) in try store.submit(job, idempotency: record) }) {
+        case let .created(job):
+            return .json(201, job.json(urlPrefix: config.urlPrefix), headers: [("Location", "\(config.urlPrefix)/\(job.id)")])
+        case let .repeated(job):
+            return .json(200, job.json(urlPrefix: config.urlPrefix), headers: [("Location", "\(config.urlPrefix)/\(job.id)")])
+        case .keyReused:
+            throw APIError(422, "idempotency_key_reused", "this Idempotency-Key was used with another body within 24 hours; use a new key for a new job")
+        }
+    }
+
+    /// The `Idempotency-Key` header: nil when absent, 400 unless 1-255 visible ASCII characters.
+    private func idempotencyKey(_ request: APIRequest) throws(APIError) -> String? {
+        guard let key = request.header("IDEMPOTENCY_KEY") else { return nil }
+        guard (1...255).contains(key.utf8.count), key.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) else {
+            throw APIError(400, "bad_request", "Idempotency-Key must be 1 to 255 visible ASCII characters")
+        }
+        return key
+    }
+
+    /// The key scoped to the submitter token (all anonymous submitters share one scope) and the body, hashed:
+    /// neither the token nor the key is stored.
+    private func idempotencyRecord(key: String, request: APIRequest, body: JSON) -> IdempotencyRecord {
+        let scope = auth.listedToken(request.header("AUTHORIZATION")).map { "token:" + Crypto.sha256Hex($0) } ?? "anonymous"
+        return IdempotencyRecord(keyHash: Crypto.sha256Hex(Array("\(scope)\n\(key)".utf8)),
+                                 bodyHash: Crypto.sha256Hex(Array(body.canonical.text.utf8)))
     }
 
     func list(_ request: APIRequest, _ query: Query) throws(APIError) -> APIResponse {

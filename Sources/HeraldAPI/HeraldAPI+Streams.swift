@@ -37,9 +37,7 @@ extension HeraldAPI {
         case let .token(token):
             switch token.dashboard {
             case .everyJob: target = .dashboard
-            case .owner:
-                // The owner stream comes with the hub's owner index; until then an owner token opens no dashboard.
-                throw APIError(403, "forbidden", "this read token names an owner; the owner stream is not available yet")
+            case let .owner(owner): target = .owner(owner)
             case .none:
                 throw APIError(403, "forbidden", "this read token lists jobs but grants no dashboard: use /events?ids=A,B with it")
             }

@@ -8,6 +8,13 @@ public enum FileSystem {
         try retryingEINTR("rename", path: to) { Glibc.rename(from, to) }
     }
 
+    /// Gives `from` a second name `to`; false when `to` exists already (link(2) never replaces: a race-free create).
+    public static func link(_ from: String, _ to: String) throws(SystemError) -> Bool {
+        if Glibc.link(from, to) == 0 { return true }
+        if errno == EEXIST { return false }
+        throw SystemError("link", errno: errno, path: to)
+    }
+
     /// Removes a file; returns false if it was already gone.
     @discardableResult
     public static func unlink(_ path: String) throws(SystemError) -> Bool {

@@ -8,6 +8,7 @@
 //   slots/KIND.N.lock flock per concurrency slot of a kind, across all runner processes
 //   cancel/ID         an empty file: someone asked to cancel the job
 //   logs/ID.log       the job program's output
+//   idempotency/HASH  an Idempotency-Key's record: its body's hash and its job (created by link(2))
 //   queue.lock        flock serializing ingest, claim and recovery across runners
 //
 // Readers never see a partial file because every file with content appears by rename.
@@ -21,7 +22,7 @@ import Synchronization
 public final class DirectoryStore: JobStore, @unchecked Sendable {
     // Immutable after init but for `ended`, which is behind a lock; every method is safe from any thread.
     public let root: String
-    let tmp, new, jobsDir, queue, running, slots, cancel, logs: String
+    let tmp, new, jobsDir, queue, running, slots, cancel, logs, idempotency: String
     /// State and kind of the ended jobs seen so far: an ended job's file never changes again (gc only
     /// removes it), so listing and counting read each one once instead of on every request.
     private let ended = Mutex<[JobID: EndedJob]>([:])
@@ -44,7 +45,8 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
         slots = root + "/slots"
         cancel = root + "/cancel"
         logs = root + "/logs"
-        let all = [root, tmp, new, jobsDir, queue, running, slots, cancel, logs]
+        idempotency = root + "/idempotency"
+        let all = [root, tmp, new, jobsDir, queue, running, slots, cancel, logs, idempotency]
         for dir in all {
             if create {
                 try unavailableOnFailure { () throws(SystemError) in try FileSystem.makeDirectory(dir) }

@@ -73,10 +73,38 @@ public struct LogRead: Sendable, Equatable {
     }
 }
 
+/// An `Idempotency-Key` submission as the store keeps it: hashes only, never the key or the token (SPEC §9).
+public struct IdempotencyRecord: Sendable, Equatable {
+    /// SHA-256 (hex) of the submitter's scope and the key: names the record.
+    public let keyHash: String
+    /// SHA-256 (hex) of the body in canonical JSON: a repeat must carry the same.
+    public let bodyHash: String
+
+    /// A record; both hashes are 64 lowercase hex digits.
+    public init(keyHash: String, bodyHash: String) {
+        self.keyHash = keyHash
+        self.bodyHash = bodyHash
+    }
+}
+
+/// What an idempotent submit did.
+public enum IdempotentSubmit: Sendable, Equatable {
+    /// The key was new: this job was submitted.
+    case created(Job)
+    /// The key named a job already, submitted with the same body: that job, as it is now.
+    case repeated(Job)
+    /// The key named a job submitted with another body.
+    case keyReused
+}
+
 /// What the web side may do with jobs: read them, submit new ones, ask for cancellation. It never writes job state.
 public protocol JobStore: Sendable {
     /// Makes a submitted job visible to runners, entirely or not at all.
     func submit(_ job: Job) throws(StoreError)
+    /// Submits `job` unless `record`'s key names a job already (then returns that one), exactly once
+    /// across every process sharing the store. A repeat waits briefly for a first submission still
+    /// under way, and is `unavailable` if it does not appear.
+    func submit(_ job: Job, idempotency record: IdempotencyRecord) throws(StoreError) -> IdempotentSubmit
     /// The job's current state, or nil if there is no such job.
     func job(_ id: JobID) throws(StoreError) -> Job?
     /// Jobs matching `filter`, newest first.

@@ -40,6 +40,8 @@ public protocol RunnerStore: JobStore {
     func finishedJobs(before cutoff: Timestamp) throws(StoreError) -> [Job]
     /// Removes an ended job, its log and any leftovers.
     func remove(_ id: JobID) throws(StoreError)
+    /// Removes idempotency records made before `cutoff` (SPEC §9: keys live 24 h); `dryRun` only counts them.
+    func expireIdempotencyRecords(before cutoff: Timestamp, dryRun: Bool) throws(StoreError) -> Int
 }
 
 extension RunnerStore {

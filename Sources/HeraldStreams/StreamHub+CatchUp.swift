@@ -9,7 +9,7 @@ extension StreamHub {
         switch sub.target {
         case let .job(id, log, _): if let cached = cache[id] { catchUpJob(sub, cached, log: log) }
         case let .jobs(ids, _): catchUpJobs(sub, ids)
-        case .dashboard:
+        case .dashboard, .owner:
             // One at a time until the socket is full: a snapshot of thousands of jobs must wait in
             // `pending` (where later states replace it), not overflow the outbox and drop the client.
             // (The loop walks a copy; taking `first` after each removal would rescan emptied buckets.)

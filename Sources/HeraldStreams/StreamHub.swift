@@ -31,8 +31,11 @@ public final class StreamHub: @unchecked Sendable {
     var subscribers: [UInt64: Subscriber] = [:]
     var followers: [JobID: [UInt64: Subscriber]] = [:]
     var dashboards: Set<UInt64> = []
+    /// Owner streams by owner: a change of a job reaches only its owner's streams (and the dashboards),
+    /// so the fan-out costs the streams that want it, never a pass over all subscribers.
+    var ownerStreams: [String: Set<UInt64>] = [:]
     var cache: [JobID: CachedJob] = [:]
-    /// The last seq sent to dashboards, per job not yet ended, so a state is broadcast once.
+    /// The last seq sent to dashboards and owner streams, per job not yet ended, so a state is broadcast once.
     var dashboardSeqs: [JobID: Int] = [:]
     /// Jobs whose final state dashboards got, with when: a late second notice of it must not repeat it.
     /// Such a notice comes within milliseconds, so entries go after `endedMemoryMilliseconds`.
@@ -197,10 +200,19 @@ public final class StreamHub: @unchecked Sendable {
             followers[id, default: [:]][token] = sub
             if cache[id] == nil, let job = try? store.job(id) { cache[id] = CachedJob(job, urlPrefix: urlPrefix) }
         }
-        if case .dashboard = sub.target {
+        var snapshotOwner: String??
+        switch sub.target {
+        case .dashboard:
             dashboards.insert(token)
+            snapshotOwner = .some(nil)
+        case let .owner(owner):
+            ownerStreams[owner, default: []].insert(token)
+            snapshotOwner = .some(owner)
+        case .job, .jobs: break
+        }
+        if let snapshotOwner {
             for state in [JobState.queued, .running] {
-                for job in (try? store.jobs(JobFilter(state: state, limit: 100_000))) ?? [] {
+                for job in (try? store.jobs(JobFilter(state: state, owner: snapshotOwner, limit: 100_000))) ?? [] {
                     sub.pending[job.id] = dashboardEvent(job)
                 }
             }
@@ -220,7 +232,7 @@ public final class StreamHub: @unchecked Sendable {
             switch change {
             case let .job(id), let .submitted(id):
                 let subs = followers[id] ?? [:]
-                guard !subs.isEmpty || !dashboards.isEmpty, let job = try? store.job(id) else { continue }
+                guard !subs.isEmpty || !dashboards.isEmpty || !ownerStreams.isEmpty, let job = try? store.job(id) else { continue }
                 // A stream that connected after the write but before this notice already loaded
                 // the state into the cache: its followers have it, but dashboards do not yet.
                 if !subs.isEmpty, cache[id].map({ $0.job.seq < job.seq }) ?? true {
@@ -231,7 +243,8 @@ public final class StreamHub: @unchecked Sendable {
                     }
                 }
                 // The runner's ingest copies new/ID.json into jobs/ unchanged: one state, two notices.
-                if !dashboards.isEmpty, dashboardEnded[id] == nil, job.seq > dashboardSeqs[id] ?? 0 {
+                let owned = job.owner.flatMap { ownerStreams[$0] } ?? []
+                if !dashboards.isEmpty || !owned.isEmpty, dashboardEnded[id] == nil, job.seq > dashboardSeqs[id] ?? 0 {
                     if job.state.isTerminal {
                         dashboardSeqs[id] = nil
                         dashboardEnded[id] = Clock.monotonicMilliseconds()
@@ -239,7 +252,7 @@ public final class StreamHub: @unchecked Sendable {
                         dashboardSeqs[id] = job.seq
                     }
                     let event = dashboardEvent(job)
-                    for token in dashboards {
+                    for token in dashboards.union(owned) {
                         guard let sub = subscribers[token] else { continue }
                         // A job that ended before this dashboard connected is no news to it (its snapshot
                         // holds the jobs not yet ended): a full report after an inotify overflow must not
@@ -360,7 +373,11 @@ public final class StreamHub: @unchecked Sendable {
         blocked.remove(sub.token)
         logBacklog.remove(sub.token)
         dashboards.remove(sub.token)
-        if dashboards.isEmpty {
+        if case let .owner(owner) = sub.target {
+            ownerStreams[owner]?.remove(sub.token)
+            if ownerStreams[owner]?.isEmpty == true { ownerStreams[owner] = nil }
+        }
+        if dashboards.isEmpty, ownerStreams.isEmpty {
             dashboardSeqs.removeAll()
             dashboardEnded.removeAll()
         }

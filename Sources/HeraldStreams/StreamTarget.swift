@@ -8,6 +8,8 @@ public enum StreamTarget: Sendable {
     case jobs([JobID], cursor: MultiStreamCursor?)
     /// Every job's changes, for dashboards; it never ends by itself.
     case dashboard
+    /// One owner's jobs, as the dashboard streams all (SPEC §9: the owner stream); it never ends by itself.
+    case owner(String)
 }
 
 /// A stream handed to the hub: the connection, its FastCGI request id, and what it follows.

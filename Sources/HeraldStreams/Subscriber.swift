@@ -13,7 +13,7 @@ final class Subscriber {
     var seqs: [Int]
     /// How much of the log has been sent (log streams only).
     var logOffset = 0
-    /// Dashboard streams: the latest undelivered status event per job (later changes replace earlier ones).
+    /// Dashboard and owner streams: the latest undelivered status event per job (later changes replace earlier ones).
     var pending: [JobID: String] = [:]
 
     /// Bytes the socket did not take yet; while non-empty, new states are merged, not queued.
@@ -41,7 +41,7 @@ final class Subscriber {
         case let .jobs(ids, cursor):
             jobIDs = ids
             seqs = cursor?.seqs ?? Array(repeating: 0, count: ids.count)
-        case .dashboard:
+        case .dashboard, .owner:
             jobIDs = []
             seqs = []
         }

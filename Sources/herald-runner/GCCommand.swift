@@ -5,7 +5,10 @@ import HeraldStore
 
 /// `herald-runner gc`: for the herald-gc timer.
 struct GCCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "gc", abstract: "Remove ended jobs older than the retention.")
+    static let configuration = CommandConfiguration(commandName: "gc", abstract: "Remove ended jobs older than the retention, and idempotency keys older than 24 h.")
+
+    /// How long an Idempotency-Key is remembered.
+    static let idempotencyKeyLifetime = HeraldDuration.seconds(86_400)
 
     @OptionGroup var options: ConfigOption
 
@@ -31,6 +34,10 @@ struct GCCommand: ParsableCommand {
                 if !dryRun { try store.remove(job.id) }
                 print("\(dryRun ? "would remove" : "removed") \(job.id) (\(job.kind), \(job.state.rawValue) \(job.finishedAt?.rfc3339 ?? ""))")
             }
+            // Idempotency keys live 24 h (SPEC §9), whatever the job retention.
+            let keyCutoff = Timestamp(milliseconds: Clock.wallMilliseconds() - GCCommand.idempotencyKeyLifetime.milliseconds)
+            let keys = try store.expireIdempotencyRecords(before: keyCutoff, dryRun: dryRun)
+            if keys > 0 { print("\(dryRun ? "would remove" : "removed") \(keys) idempotency keys older than 24h") }
         } catch {
             throw Exit.failure(error)
         }

@@ -4,6 +4,7 @@ import HeraldCore
 import HeraldPOSIX
 import HeraldRunner
 import HeraldStore
+import HeraldTokens
 
 /// `herald-runner submit KIND -p NAME=VALUE...`: what the API's POST /jobs does, from a shell.
 struct SubmitCommand: ParsableCommand {
@@ -22,6 +23,9 @@ struct SubmitCommand: ParsableCommand {
     @Option(help: "The job's owner (1-128 of A-Z a-z 0-9 . _ : @ -): read tokens for this owner cover it.")
     var owner: String?
 
+    @Option(help: "Submit at most once with this key (1-255 visible ASCII) within 24 h: a repeat prints the first job.")
+    var idempotencyKey: String?
+
     @Flag(help: "Wait for the job to end, showing its progress.")
     var wait = false
 
@@ -31,6 +35,9 @@ struct SubmitCommand: ParsableCommand {
     func validate() throws {
         for param in params where !param.contains("=") || param.hasPrefix("=") {
             throw ValidationError("-p takes NAME=VALUE, not '\(param)'")
+        }
+        if let key = idempotencyKey, !(1...255).contains(key.utf8.count) || !key.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) {
+            throw ValidationError("--idempotency-key must be 1-255 visible ASCII characters")
         }
         if let owner, !JobOwner.isValid(owner) {
             throw ValidationError("--owner must be 1-\(JobOwner.maxLength) characters from A-Z a-z 0-9 . _ : @ -, not '\(owner.prefix(140))'")
@@ -49,9 +56,23 @@ struct SubmitCommand: ParsableCommand {
         do { accepted = try kindConfig.validate(params: .object(members)) } catch {
             throw Exit.failure(.badInput, "\(error)")
         }
-        let id = JobID(milliseconds: UInt64(Clock.wallMilliseconds()), random: RandomSource.bytes(10))
-        let job = Job(id: id, kind: kind, params: accepted, owner: owner, now: Timestamp(milliseconds: Clock.wallMilliseconds()))
-        do { try store.submit(job) } catch { throw Exit.failure(error) }
+        let newID = JobID(milliseconds: UInt64(Clock.wallMilliseconds()), random: RandomSource.bytes(10))
+        var job = Job(id: newID, kind: kind, params: accepted, owner: owner, now: Timestamp(milliseconds: Clock.wallMilliseconds()))
+        do {
+            if let idempotencyKey {
+                // The CLI is its own scope; the body is what POST /jobs would carry.
+                let body = JSON.object([("kind", .string(kind)), ("params", .object(members)), ("owner", .optional(owner))])
+                let record = IdempotencyRecord(keyHash: Crypto.sha256Hex(Array("cli\n\(idempotencyKey)".utf8)),
+                                               bodyHash: Crypto.sha256Hex(Array(body.canonical.text.utf8)))
+                switch try store.submit(job, idempotency: record) {
+                case let .created(created), let .repeated(created): job = created
+                case .keyReused: throw Exit.failure(.badInput, "--idempotency-key \(idempotencyKey) was used with another job within 24 hours")
+                }
+            } else {
+                try store.submit(job)
+            }
+        } catch let error as StoreError { throw Exit.failure(error) }
+        let id = job.id
         guard wait else {
             StandardOutput.write((json ? job.json(urlPrefix: config.urlPrefix).text : id.text) + "\n")
             return

@@ -1,0 +1,83 @@
+import Foundation
+import HeraldCore
+import HeraldPOSIX
+import Synchronization
+import Testing
+@testable import HeraldStore
+
+/// The store's side of SPEC §9: owners in listings and idempotent submit. Written against `RunnerStore`
+/// so that every store (the directory today, PostgreSQL later) runs the same cases.
+@Suite struct IdempotencyStoreTests {
+    static let key = IdempotencyRecord(keyHash: String(repeating: "ab", count: 32), bodyHash: String(repeating: "0", count: 64))
+
+    func fresh(_ fixture: StoreFixture, owner: String? = nil) -> Job {
+        let time = fixture.now()
+        return Job(id: JobID(milliseconds: UInt64(time.milliseconds), random: RandomSource.bytes(10)), kind: "report", params: [:], owner: owner, now: time)
+    }
+
+    @Test func aRepeatWithTheSameBodyGetsTheSameJobAndAnotherBodyIsRefused() throws {
+        let fixture = try StoreFixture()
+        let store: any RunnerStore = fixture.store
+        let first = fresh(fixture)
+        #expect(try store.submit(first, idempotency: Self.key) == .created(first))
+        #expect(try store.submit(fresh(fixture), idempotency: Self.key) == .repeated(first))
+        _ = try store.ingest()
+        #expect(try store.submit(fresh(fixture), idempotency: Self.key) == .repeated(first))
+        let other = IdempotencyRecord(keyHash: Self.key.keyHash, bodyHash: String(repeating: "1", count: 64))
+        #expect(try store.submit(fresh(fixture), idempotency: other) == .keyReused)
+        #expect(try store.jobs(JobFilter()).map(\.id) == [first.id])
+        // The record holds hashes and the job, never a key or a token.
+        let record = try #require(try FileSystem.read("\(fixture.root)/idempotency/\(Self.key.keyHash)"))
+        #expect(String(decoding: record, as: UTF8.self).contains(Self.key.bodyHash))
+    }
+
+    @Test func concurrentSubmitsWithOneKeyCreateExactlyOneJob() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let jobs = (0..<32).map { _ in fresh(fixture) }
+        let outcomes = Mutex<[IdempotentSubmit]>([])
+        let threads = jobs.map { job in
+            Thread {
+                let outcome = (try? store.submit(job, idempotency: Self.key))
+                outcomes.withLock { $0.append(outcome ?? .keyReused) }
+            }
+        }
+        threads.forEach { $0.start() }
+        while outcomes.withLock({ $0.count }) < jobs.count { Thread.sleep(forTimeInterval: 0.005) }
+        let all = outcomes.withLock { $0 }
+        let created = all.compactMap { if case let .created(j) = $0 { return j } else { return nil } }
+        let repeated = all.compactMap { if case let .repeated(j) = $0 { return j } else { return nil } }
+        #expect(created.count == 1)
+        #expect(repeated.count == jobs.count - 1)
+        #expect(repeated.allSatisfy { $0.id == created.first?.id })
+        #expect(try store.jobs(JobFilter()).count == 1)
+    }
+
+    @Test func gcExpiresRecordsOlderThanTheCutoffOnly() throws {
+        let fixture = try StoreFixture()
+        let store: any RunnerStore = fixture.store
+        let first = fresh(fixture)
+        _ = try store.submit(first, idempotency: Self.key)
+        let past = Timestamp(milliseconds: Clock.wallMilliseconds() - 60_000)
+        #expect(try store.expireIdempotencyRecords(before: past, dryRun: false) == 0)
+        let future = Timestamp(milliseconds: Clock.wallMilliseconds() + 60_000)
+        #expect(try store.expireIdempotencyRecords(before: future, dryRun: true) == 1)
+        #expect(try store.submit(fresh(fixture), idempotency: Self.key) == .repeated(first))
+        #expect(try store.expireIdempotencyRecords(before: future, dryRun: false) == 1)
+        // Expired: the key is free again.
+        let again = fresh(fixture)
+        #expect(try store.submit(again, idempotency: Self.key) == .created(again))
+    }
+
+    @Test func listingsFilterByOwner() throws {
+        let fixture = try StoreFixture()
+        let store: any RunnerStore = fixture.store
+        let mine = fresh(fixture, owner: "user-42")
+        try store.submit(mine)
+        try store.submit(fresh(fixture, owner: "user-7"))
+        try store.submit(fresh(fixture))
+        #expect(try store.jobs(JobFilter(owner: "user-42")).map(\.id) == [mine.id])
+        _ = try store.ingest()
+        #expect(try store.jobs(JobFilter(owner: "user-42")).map { $0.owner } == ["user-42"])
+    }
+}
