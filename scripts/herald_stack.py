@@ -342,6 +342,8 @@ class Stack:
                       on fd 0 (like spawn-fcgi); 'systemd': on fd 3 with LISTEN_FDS=1.
                       With the last two the socket survives restart_fcgi().
     fcgi_open_files   start herald-fcgi with this RLIMIT_NOFILE (soft and hard), via prlimit
+    app               an AppServer (say gunicorn) nginx proxies `location /` to, started after
+                      herald-fcgi and stopped with the rest; django_site() makes one
     """
 
     def __init__(self, bin_dir, workdir, port: int = 0, config_overrides: dict | None = None,
@@ -400,9 +402,8 @@ class Stack:
         return self.url + "/herald/"
 
     def log_path(self, name: str) -> str:
-        """name: herald-fcgi, herald-runner, nginx, nginx-error, nginx-access."""
+        """name: herald-fcgi, herald-runner, nginx, nginx-error, nginx-access, app (the app server's output)."""
         aliases = {"fcgi": "herald-fcgi", "runner": "herald-runner", "access": "nginx-access", "error": "nginx-error"}
-        # name: also app (the app server's output)
         return os.path.join(self.logs_dir, aliases.get(name, name) + ".log")
 
     def read_log(self, name: str) -> str:
