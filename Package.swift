@@ -59,6 +59,7 @@ let package = Package(
         .testTarget(name: "HeraldCoreTests", dependencies: ["HeraldCore"]),
         .testTarget(name: "HeraldStoreTests", dependencies: ["HeraldStore", "HeraldPOSIX"]),
         .testTarget(name: "HeraldRunnerTests", dependencies: ["HeraldRunner", "HeraldStore", "HeraldPOSIX"]),
+        .testTarget(name: "HeraldStreamsTests", dependencies: ["HeraldStreams", "HeraldStore", "HeraldCore", "HeraldPOSIX"]),
         .testTarget(name: "HeraldAPITests", dependencies: ["HeraldAPI", "HeraldStore", "HeraldStreams", "HeraldCore", "HeraldTokens"]),
         .testTarget(name: "HeraldTokensTests", dependencies: ["HeraldTokens", "HeraldCore"]),
     ],

@@ -41,7 +41,10 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import base64
 import errno
+import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -145,6 +148,15 @@ http {{
     }}
 }}
 """
+
+
+def read_token(secret: str, claims: dict) -> str:
+    """An HS256 read token (SPEC §9), as an app's server side mints it with the stdlib."""
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    head = b64(b'{"alg":"HS256","typ":"JWT"}')
+    body = b64(json.dumps(claims, separators=(",", ":")).encode())
+    return f"{head}.{body}." + b64(hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
 
 
 class StackError(RuntimeError):
@@ -344,13 +356,17 @@ class Stack:
     fcgi_open_files   start herald-fcgi with this RLIMIT_NOFILE (soft and hard), via prlimit
     app               an AppServer (say gunicorn) nginx proxies `location /` to, started after
                       herald-fcgi and stopped with the rest; django_site() makes one
+    demo_owner        sign the page's visitor in as this owner, as an app would: a read-token secret
+                      in the config, and POST /herald-demo/login setting the herald_token cookie
+                      (HttpOnly, SameSite=Lax, a 24 h token for `sub` = demo_owner)
     """
 
     def __init__(self, bin_dir, workdir, port: int = 0, config_overrides: dict | None = None,
                  runner: bool = True, fcgi_args=(), runner_args=(), fcgi_mode: str = "socket",
                  host: str = "127.0.0.1", web_dir: str = WEB_DIR, nginx: str | None = None,
                  start_timeout: float = 30.0, stop_grace: float = 10.0, env: dict | None = None,
-                 fcgi_open_files: int | None = None, app: AppServer | None = None):
+                 fcgi_open_files: int | None = None, app: AppServer | None = None,
+                 demo_owner: str | None = None):
         if fcgi_mode not in ("socket", "stdin", "systemd"):
             raise ValueError(f"fcgi_mode must be socket, stdin or systemd, not {fcgi_mode!r}")
         self.bin_dir = os.path.abspath(str(bin_dir))
@@ -370,6 +386,8 @@ class Stack:
         self.extra_env = env or {}
         self.fcgi_open_files = fcgi_open_files
         self.app = app
+        self.demo_owner = demo_owner
+        self.read_secret = secrets.token_hex(32) if demo_owner else None
 
         self.fcgi_bin = os.path.join(self.bin_dir, "herald-fcgi")
         self.runner_bin = os.path.join(self.bin_dir, "herald-runner")
@@ -465,6 +483,11 @@ class Stack:
             "allow_anonymous_submit": True,
             "kinds": {"demo": {"builtin": "demo"}},
         }
+        if self.read_secret:
+            secret_path = os.path.join(self.workdir, "read-token.key")
+            with open(secret_path, "w", encoding="utf-8") as f:
+                f.write(self.read_secret + "\n")
+            base["read_token_secret_file"] = secret_path
         self.config = deep_merge(base, self.config_overrides)
         text = "# Written by scripts/herald_stack.py\n" + to_yaml(self.config)
         with open(self.config_path, "w", encoding="utf-8") as f:
@@ -492,11 +515,21 @@ class Stack:
             with open(dest, "w", encoding="utf-8") as f:
                 f.write(FASTCGI_PARAMS)
 
+        login = ""
+        if self.demo_owner:
+            token = read_token(self.read_secret, {"sub": self.demo_owner, "exp": int(time.time()) + 86400})
+            login = ("\n        # The demo's sign-in, as an app's login would: a read token for the owner, as an HttpOnly cookie.\n"
+                     "        location = /herald-demo/login {\n"
+                     f'            add_header Set-Cookie "herald_token={token}; Path=/; HttpOnly; SameSite=Lax" always;\n'
+                     '            add_header Cache-Control "no-store" always;\n'
+                     "            default_type application/json;\n"
+                     f"            return 200 '{json.dumps({'owner': self.demo_owner})}\\n';\n"
+                     "        }")
         conf = nginx_conf_text(
             self.workdir, f"{self.host}:{self.port}",
             "        server_name localhost;\n        include herald.conf;\n"
             + (nginx_app_location(self.app_socket_path) if self.app else
-               "        location = / {\n            return 302 /herald/;\n        }"),
+               "        location = / {\n            return 302 /herald/;\n        }") + login,
             error_log=self.log_path("nginx-error"),
             access_log=f"{self.log_path('nginx-access')} herald",
             # The shipped format (no token ever written), so tests see what production logs.
@@ -913,7 +946,7 @@ def _fresh_workdir(args, name: str) -> str:
 def demo(args) -> int:
     workdir = _fresh_workdir(args, ".demo")
     stack = Stack(args.bin_dir, workdir, port=args.port, host=args.host,
-                  config_overrides={"workers": args.workers})
+                  config_overrides={"workers": args.workers}, demo_owner="demo")
 
     def banner(stack):
         return (f"Herald demo: {stack.demo_url}\n"

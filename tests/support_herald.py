@@ -10,11 +10,15 @@
                   to jobs/, rewrites its status file by temp + rename, appends to its log.
     assert_error  checks SPEC §3's error body and that it leaks no path.
     metric        reads one sample from /metrics.
+    mint_read_token   an HS256 read token (SPEC §9) with the stdlib, as an app's server side mints it.
 """
 
 from __future__ import annotations
 
+import base64
 import codecs
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -25,6 +29,24 @@ from datetime import datetime, timezone
 
 ID_RE = re.compile(r"^[0-9a-hjkmnp-tv-z]{26}$")
 TERMINAL = ("succeeded", "failed", "canceled")
+
+
+# ---------------------------------------------------------------------------
+# read tokens
+
+
+READ_SECRET = "read-token-secret-" + "r" * 40
+
+
+def mint_read_token(claims: dict, secret: str = READ_SECRET, header: dict | None = None) -> str:
+    """An HS256 JWT with Python's stdlib (what an app's server side does)."""
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    head = b64(json.dumps(header or {"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+    body = b64(json.dumps(claims, separators=(",", ":")).encode())
+    sig = b64(hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
+    return f"{head}.{body}.{sig}"
 
 
 # ---------------------------------------------------------------------------

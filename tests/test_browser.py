@@ -8,7 +8,7 @@ import time
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
-from support_herald import wait_until
+from support_herald import READ_SECRET, mint_read_token, wait_until
 
 JOB_PATH = re.compile(r"^/jobs/[0-9a-hjkmnp-tv-z]{26}(\?.*)?$")
 
@@ -222,3 +222,121 @@ def test_demo_page_marks_a_job_the_server_forgot_as_gone_and_stops_asking(make_s
     time.sleep(3)
     again = stack.requests_seen("GET", "/jobs")[asked:]
     assert len(again) <= 2, f"the page kept asking for the forgotten job: {again}"
+
+
+# ---------------------------------------------------------------------------
+# read tokens (SPEC §9): the owner stream with a cookie, and a renewed token
+
+
+def _token_stack(make_stack, tmp_path, **extra):
+    secret = tmp_path / "read.key"
+    secret.write_text(READ_SECRET + "\n")
+    return make_stack(config_overrides={"read_token_secret_file": str(secret), **extra})
+
+
+MY_JOBS_SCRIPT = """
+window.__watch = {statuses: [], connection: [], errors: []};
+const w = window.__watch;
+window.__handle = Herald.watchMyJobs({
+  onStatus: (job) => w.statuses.push({id: job.id, owner: job.owner, state: job.state, progress: job.progress, seq: job.seq}),
+  onConnection: (s) => w.connection.push(s),
+  onError: (e) => w.errors.push(String(e.message)),
+});
+"""
+
+
+def test_a_page_with_a_cookie_token_watches_its_users_jobs_on_one_connection(make_stack, browser, tmp_path):
+    stack = _token_stack(make_stack, tmp_path, require_read_token=True)
+    open_demo(browser, stack)
+    browser.add_cookie({"name": "herald_token", "value": mint_read_token({"sub": "alice", "exp": int(time.time()) + 600}),
+                        "path": "/", "httpOnly": True, "sameSite": "Lax"})
+    browser.execute_script(MY_JOBS_SCRIPT)
+    wait_for(browser, lambda d: "open" in watch_state(d)["connection"], 10, "the owner stream never opened")
+    first = stack.json("POST", "/jobs", {"kind": "demo", "params": {"steps": "4", "interval_ms": "200"}, "owner": "alice"})[2]
+    other = stack.json("POST", "/jobs", {"kind": "demo", "params": {"steps": "4", "interval_ms": "200"}, "owner": "bob"})[2]
+    second = stack.json("POST", "/jobs", {"kind": "demo", "params": {"steps": "6", "interval_ms": "200"}, "owner": "alice"})[2]
+
+    def both_ended(d):
+        finals = {s["id"]: s for s in watch_state(d)["statuses"]}
+        return all(finals.get(j["id"], {}).get("state") == "succeeded" for j in (first, second)) and finals
+    finals = wait_for(browser, both_ended, 30, "the page did not see both of alice's jobs end")
+    w = watch_state(browser)
+    assert set(finals) == {first["id"], second["id"]}, f"the page saw another user's job: {finals}"
+    assert all(s["owner"] == "alice" for s in w["statuses"])
+    assert finals[second["id"]]["progress"] == 100
+    for j in (first, second):
+        seqs = [s["seq"] for s in w["statuses"] if s["id"] == j["id"]]
+        assert seqs == sorted(set(seqs)), f"a state repeated or went back: {seqs}"
+        assert len(seqs) >= 3, f"not live: {seqs}"
+    assert not w["errors"] and w["connection"] == ["connecting", "open"], w
+    browser.execute_script("window.__handle.close()")
+    # One connection for both jobs: nginx logs the stream once it ends; no per-job stream, no polling
+    # (the demo page's own GET /jobs?limit=20 on load aside).
+    streams = wait_for(browser, lambda d: [r for r in stack.requests_seen("GET", "/jobs") if "/events" in r[1]], 10,
+                       "nginx logged no stream")
+    assert [uri for _, uri, _ in streams] == ["/jobs/events"], streams
+    polls = [r for r in stack.requests_seen("GET", "/jobs") if JOB_PATH.match(r[1])]
+    assert not polls, polls
+    assert other["id"]
+
+
+RENEW_SCRIPT = """
+const [id] = arguments;
+window.__watch = {statuses: [], connection: [], end: null, errors: [], tokenCalls: 0};
+const w = window.__watch;
+window.__handle = Herald.watchJob(id, {
+  // Called before every connection: the first token expires soon, later ones come from the test.
+  token: () => { w.tokenCalls += 1; return w.tokenCalls === 1 ? window.__firstToken : window.__laterToken; },
+  onStatus: (job) => w.statuses.push({id: job.id, state: job.state, progress: job.progress, seq: job.seq}),
+  onConnection: (s) => w.connection.push(s),
+  onEnd: (result) => { w.end = result; },
+  onError: (e) => w.errors.push(String(e.message)),
+});
+"""
+
+
+def test_herald_js_renews_an_expired_token_and_resumes_without_losing_a_state(make_stack, browser, tmp_path):
+    stack = _token_stack(make_stack, tmp_path, require_read_token=True)
+    open_demo(browser, stack)
+    job = stack.submit("demo", {"steps": "40", "interval_ms": "300"})
+    now = int(time.time())
+    browser.execute_script("window.__firstToken = arguments[0]; window.__laterToken = arguments[1]",
+                           mint_read_token({"jobs": [job["id"]], "exp": now + 1}), mint_read_token({"jobs": [job["id"]], "exp": now + 600}))
+    browser.execute_script(RENEW_SCRIPT, job["id"])
+    wait_for(browser, lambda d: watch_state(d)["statuses"], 10, "no status before the token expired")
+    time.sleep(max(0.0, now + 1 + 5 + 1.5 - time.time()))  # past exp and its 5 s of leeway
+    # The stream is cut (a restart): the browser reconnects with the expired token, gets 401,
+    # and herald.js must renew it and resume from its Last-Event-ID.
+    stack.restart_fcgi()
+    w = wait_for(browser, lambda d: (lambda w: w if w["end"] is not None else None)(watch_state(d)), 40,
+                 "onEnd never came after the token expired")
+    assert w["end"] == "succeeded" and w["statuses"][-1]["progress"] == 100, w
+    seqs = [s["seq"] for s in w["statuses"]]
+    assert seqs == sorted(set(seqs)), f"a state repeated or went back: {seqs}"
+    assert w["tokenCalls"] >= 2 and not w["errors"], w
+    seen = stack.requests_seen("GET", f"/jobs/{job['id']}")
+    refused = [r for r in seen if r[2] == 401 and "/events" in r[1]]
+    resumed = [r for r in seen if "last_event_id=" in r[1] and r[2] == 200]
+    assert refused, f"the expired token was never refused: {seen}"
+    assert resumed, f"no stream resumed from the last event id: {seen}"
+
+
+def test_the_demo_page_signed_in_watches_its_owners_jobs_on_the_owner_stream(make_stack, browser):
+    stack = make_stack(demo_owner="demo")
+    open_demo(browser, stack)
+    wait_for(browser, lambda d: d.find_element(By.ID, "connection").get_attribute("data-owner") == "demo", 10,
+             "the page did not sign in")
+    first = start_from_the_form(browser, steps="3", interval="200")
+    second = stack.json("POST", "/jobs", {"kind": "demo", "params": {"steps": "3", "interval_ms": "200"}, "owner": "demo"})[2]
+    stack.json("POST", "/jobs", {"kind": "demo", "params": {"steps": "3", "interval_ms": "200"}, "owner": "someone-else"})
+    state = lambda d, i: d.execute_script(  # noqa: E731
+        "const r = document.querySelector(`[data-job-id='${arguments[0]}']`); return r && r.dataset.state", i)
+    wait_for(browser, lambda d: state(d, first) == "succeeded" and state(d, second["id"]) == "succeeded", 30,
+             "the page did not show both of its owner's jobs end (one started elsewhere)")
+    assert stack.json("GET", f"/jobs/{first}")[2]["owner"] == "demo"
+    assert len(browser.find_elements(By.CSS_SELECTOR, "[data-job-id]")) == 2, "another owner's job appeared"
+    assert "one stream" in browser.find_element(By.ID, "connection").text
+    # One stream open for the page (the owner stream, which nginx logs only when it ends), and none
+    # ever opened per job or for a list of ids.
+    assert stack.json("GET", "/healthz")[2]["streams"] == 1
+    assert not [r for r in stack.requests_seen("GET", "/jobs") if "/events" in r[1]], stack.access_log()

@@ -4,7 +4,7 @@
 import os
 import secrets
 
-from support_herald import assert_error, wait_until
+from support_herald import READ_SECRET as SECRET, assert_error, mint_read_token as mint, wait_until
 
 SUBMIT_TOKEN = "submitter-" + "s" * 40
 
@@ -60,25 +60,6 @@ def test_no_token_from_the_query_string_reaches_the_access_log(make_stack, tmp_p
 
 # ---------------------------------------------------------------------------
 # owners and read tokens
-
-
-SECRET = "read-token-secret-" + "r" * 40
-
-
-def mint(claims: dict, secret: str = SECRET, header: dict | None = None) -> str:
-    """An HS256 JWT with Python's stdlib (what an app's server side does)."""
-    import base64
-    import hashlib
-    import hmac
-    import json
-
-    def b64(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-    head = b64(json.dumps(header or {"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
-    body = b64(json.dumps(claims, separators=(",", ":")).encode())
-    sig = b64(hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
-    return f"{head}.{body}.{sig}"
 
 
 def token_overrides(tmp_path, **extra):

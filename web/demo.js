@@ -1,13 +1,18 @@
 // The Herald demo page: start demo jobs and watch them live.
-// All status updates come from ONE multi-job event stream (watchJobs), so the
-// page stays within the browser's 6 connections per origin over HTTP/1.1; a
-// job's log is streamed only while its "Log" panel is open.
-import { watchJobs, watchJob, submitJob, cancelJob, listJobs, getLog, isTerminal } from './herald.mjs';
+// All status updates come from ONE event stream, so the page stays within the
+// browser's 6 connections per origin over HTTP/1.1; a job's log is streamed only
+// while its "Log" panel is open. Where the site signs the visitor in (`make demo`
+// answers POST /herald-demo/login with a read-token cookie, as an app would), the
+// page submits its jobs with that owner and watches them all with the owner stream
+// (watchMyJobs); elsewhere it watches the jobs it started with the multi-job stream.
+import { watchJobs, watchJob, watchMyJobs, submitJob, cancelJob, listJobs, getLog, isTerminal } from './herald.mjs';
 
 const MAX_LOG_CHARS = 20000;
 const rows = new Map();          // job id -> {el, job, logWatch}
 let stream = null;               // the current watchJobs handle
 let streamIds = new Set();       // the ids it carries
+let owner = null;                // the signed-in owner, when the site has a login
+let ownerStream = null;          // the watchMyJobs handle
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const jobsList = $('#jobs');
@@ -27,7 +32,7 @@ function setConnection(state) {
   const el = $('#connection');
   const was = el.dataset.state;
   el.dataset.state = state;
-  $('.text', el).textContent = CONNECTION_TEXT[state] || state;
+  $('.text', el).textContent = (owner && state === 'open') ? `Live: every job of ${owner} on one stream` : (CONNECTION_TEXT[state] || state);
   // The indicator itself is not a live region (every new job would read out Connecting… Live);
   // only losing the connection is worth interrupting for.
   if (state === 'reconnecting' && was === 'open') announce('Connection lost, reconnecting');
@@ -136,6 +141,17 @@ function markGone(r) {
 // (Jobs that end need nothing: the server drops them and ends the stream when
 // all have ended.) Beyond 64 active jobs the newest 64 are watched.
 function watchActive() {
+  if (owner) {
+    // One stream for every job of the owner, including the ones started later: nothing to reopen.
+    ownerStream = ownerStream || watchMyJobs({
+      // Called before every connection: a fresh cookie from the site instead of an expired one.
+      token: () => signIn().then(() => undefined),
+      onStatus: render,
+      onConnection: setConnection,
+      onError: (err) => showFormError(`Stream: ${err.message}`),
+    });
+    return;
+  }
   const ids = activeIds().slice(-64);
   if (ids.every((id) => streamIds.has(id)) && (stream || !ids.length)) return;
   if (stream) stream.close();
@@ -228,7 +244,7 @@ async function start(event) {
   const button = $('#start');
   button.disabled = true;
   try {
-    const job = await submitJob('demo', params);
+    const job = await submitJob('demo', params, { owner: owner || undefined });
     render(job);
     watchActive();
   } catch (err) {
@@ -254,11 +270,20 @@ async function cancel(id) {
 
 // ---- start-up ---------------------------------------------------------------------
 
+// The site's sign-in, if it has one: sets the herald_token cookie and names the owner.
+async function signIn() {
+  const res = await fetch('/herald-demo/login', { method: 'POST', credentials: 'same-origin', cache: 'no-store' });
+  if (!res.ok) throw new Error(`sign-in answered ${res.status}`);
+  return (await res.json()).owner;
+}
+
 async function init() {
   $('#start-form').addEventListener('submit', start);
+  owner = await signIn().catch(() => null);
+  if (owner) $('#connection').dataset.owner = owner;
   try {
     // Recent jobs (needs submit rights; the demo allows anonymous submit).
-    const { jobs } = await listJobs({ limit: 20 });
+    const { jobs } = await listJobs(owner ? { limit: 20, owner } : { limit: 20 });
     for (const job of jobs.slice().reverse()) render(job);
   } catch (err) {
     // 401 without a token: start with an empty list.

@@ -15,8 +15,23 @@
  *
  *   Herald.watchJobs([id1, id2], {...})   // one connection for up to 64 jobs;
  *                                         // onEnd({jobs: {id1: 'succeeded', ...}})
+ *   Herald.watchMyJobs({onStatus(job) {}, onConnection(state) {}, onError(err) {}})
+ *                                         // every job of the user, on ONE connection, including
+ *                                         // jobs submitted later (GET /jobs/events with a read
+ *                                         // token whose `sub` is the user); never ends by itself
  *   await Herald.submitJob('demo', {steps: '5'}, {token})
  *   await Herald.cancelJob(id, {token})
+ *
+ * Tokens. A per-job stream needs none (its id is the capability) unless the server
+ * sets require_read_token. The read token (SPEC §9, a short-lived JWT minted by
+ * your server) is best set by your server as the HttpOnly cookie `herald_token`:
+ * then there is nothing to pass. Otherwise give `token`: a string, or a function
+ * (returning a string or a Promise of one) called before every (re)connection,
+ * so an expired token is renewed instead of ending in a 401 loop. EventSource
+ * cannot send headers: a given token travels as `?token=` on stream URLs (the
+ * shipped nginx log format hides it), as `Authorization: Bearer` on fetches.
+ * A function that returns nothing lets the cookie speak (e.g. it refreshes the
+ * cookie by calling your server). The submitter token never goes to a browser.
  *
  * Why it never loses the final state: EventSource reconnects by itself and sends
  * Last-Event-ID, so the server resends only what is missing. But EventSource
@@ -77,9 +92,16 @@
   /** fetch + JSON; throws HeraldError for non-2xx answers (and for network errors, status 0). */
   function request(method, url, body, opts) {
     opts = opts || {};
-    var headers = { 'Accept': 'application/json' };
-    if (body !== undefined) headers['Content-Type'] = 'application/json';
-    if (opts.token) headers['Authorization'] = 'Bearer ' + opts.token;
+    return resolveToken(opts).then(function (token) {
+      var headers = { 'Accept': 'application/json' };
+      if (body !== undefined) headers['Content-Type'] = 'application/json';
+      if (token) headers['Authorization'] = 'Bearer ' + token;
+      if (opts.idempotencyKey) headers['Idempotency-Key'] = opts.idempotencyKey;
+      return send(method, url, body, opts, headers);
+    });
+  }
+
+  function send(method, url, body, opts, headers) {
     return fetch(url, {
       method: method,
       headers: headers,
@@ -109,9 +131,26 @@
     return trimSlash((opts && opts.baseUrl) || '/jobs');
   }
 
-  /** POST /jobs {kind, params}: resolves to the new job. Param values are sent as given (strings). */
+  /** The token option, resolved now: a Promise of a string or undefined (then the cookie, if any, is used). */
+  function resolveToken(opts) {
+    var t = opts && opts.token;
+    try {
+      return Promise.resolve(typeof t === 'function' ? t() : t).then(function (v) { return v || undefined; });
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * POST /jobs {kind, params}: resolves to the new job. Param values are sent as given (strings).
+   * opts.owner sets the job's owner; opts.idempotencyKey sends Idempotency-Key (a repeat resolves
+   * to the same job).
+   */
   function submitJob(kind, params, opts) {
-    return request('POST', baseOf(opts), { kind: kind, params: params || {} }, opts);
+    opts = opts || {};
+    var body = { kind: kind, params: params || {} };
+    if (opts.owner) body.owner = opts.owner;
+    return request('POST', baseOf(opts), body, opts);
   }
 
   /** POST /jobs/ID/cancel: resolves to the job (202); a job that already ended rejects with status 409. */
@@ -133,9 +172,11 @@
   function getLog(id, opts) {
     opts = opts || {};
     var url = withQuery(baseOf(opts) + '/' + encodeURIComponent(id) + '/log', { offset: opts.offset || undefined });
-    var headers = { 'Accept': 'text/plain' };
-    if (opts.token) headers['Authorization'] = 'Bearer ' + opts.token;
-    return fetch(url, { headers: headers, cache: 'no-store', credentials: 'same-origin' }).then(function (res) {
+    return resolveToken(opts).then(function (token) {
+      var headers = { 'Accept': 'text/plain' };
+      if (token) headers['Authorization'] = 'Bearer ' + token;
+      return fetch(url, { headers: headers, cache: 'no-store', credentials: 'same-origin' });
+    }).then(function (res) {
       if (!res.ok) throw HeraldError(res.status, 'http_' + res.status, 'HTTP ' + res.status);
       return res.text();
     });
@@ -158,6 +199,8 @@
     var timer = null;
     var ids = spec.ids;
     var logTailAsked = false;
+    var token;             // the token the current connection uses (undefined: the cookie, or none)
+    var opened = false;    // a connection has been open before: a reconnect must catch up
 
     function setConn(s) {
       if (s === connState) return;
@@ -208,22 +251,44 @@
       }
     }
 
+    // Renews the token (calling the token function) and then connects.
     function connect() {
       timer = null;
       if (closed || ended) return;
-      // No token in the URL: a per-job stream needs none (its id is the capability).
+      setConn(connState === null ? 'connecting' : 'reconnecting');
+      resolveToken(opts).then(function (t) {
+        token = t;
+        open();
+      }, function (err) {
+        call(opts.onError, HeraldError(0, 'token', 'the token function failed: ' + (err && err.message || err)));
+        scheduleConnect();
+      });
+    }
+
+    function streamUrl() {
       var query = {};
       if (spec.multi) query.ids = ids.filter(function (id) { return states[id] !== UNKNOWN; }).join(',');
       if (opts.log) query.log = '1';
       // A fresh EventSource cannot send Last-Event-ID itself: hand it over.
-      if (lastEventId) query.last_event_id = lastEventId;
-      var source = new EventSource(withQuery(spec.url, query), { withCredentials: !!opts.withCredentials });
+      if (lastEventId && !spec.owner) query.last_event_id = lastEventId;
+      // A token only when one is given (a per-job stream needs none; the cookie needs no help),
+      // and last: the shipped log format hides the query from `token=` on.
+      query.token = token;
+      return withQuery(spec.url, query);
+    }
+
+    function open() {
+      if (closed || ended) return;
+      var source = new EventSource(streamUrl(), { withCredentials: !!opts.withCredentials });
       es = source;
-      setConn(connState === null ? 'connecting' : 'reconnecting');
 
       source.onopen = function () {
         backoff = 1000;
         setConn('open');
+        // The owner stream starts again from the jobs not yet ended: one that ended while
+        // disconnected is asked for, so its final state is never lost.
+        if (spec.owner && opened) catchUpOwnerJobs();
+        opened = true;
       };
       source.addEventListener('status', function (e) {
         if (e.lastEventId) lastEventId = e.lastEventId;
@@ -269,13 +334,55 @@
       timer = setTimeout(connect, delay);
     }
 
+    function catchUpOwnerJobs() {
+      Object.keys(states).filter(function (id) { return !isTerminal(states[id]); }).forEach(function (id) {
+        getJob(id, { baseUrl: opts.baseUrl, token: token }).then(deliver, function () { /* the stream will tell */ });
+      });
+    }
+
+    // The owner stream was refused or cut: renew the token, then ask the server why with one plain
+    // GET (EventSource hides the status). 401/403 with a fresh token end the watch; others retry.
+    function recoverOwner() {
+      resolveToken(opts).then(function (t) {
+        token = t;
+        var ctrl = typeof AbortController === 'function' ? new AbortController() : null;
+        return fetch(streamUrl(), { headers: { 'Accept': 'text/event-stream' }, credentials: 'same-origin', cache: 'no-store',
+                                    signal: ctrl && ctrl.signal }).then(function (res) {
+          if (ctrl) ctrl.abort();  // a 200 is a stream: do not read it here
+          if (res.status === 401 || res.status === 403) {
+            return res.json().catch(function () { return null; }).then(function (data) {
+              var e = data && data.error || {};
+              throw HeraldError(res.status, e.code, e.message);
+            });
+          }
+          return res.status;
+        });
+      }).then(function (status) {
+        if (closed || ended) return;
+        if (status === 200) { backoff = 1000; connect(); } else scheduleConnect();
+      }, function (err) {
+        if (closed || ended) return;
+        if (err && (err.status === 401 || err.status === 403)) {
+          call(opts.onError, err);
+          closed = true;
+          shutdown();
+          setConn('closed');
+          return;
+        }
+        scheduleConnect();
+      });
+    }
+
     // Ask for the current state of every job not known to have ended.
     function recover() {
+      if (spec.owner) { recoverOwner(); return; }
       var pending = ids.filter(function (id) { return !settled(id); });
       if (!pending.length) { finish(endResult()); return; }
       var failedHard = null;
-      Promise.all(pending.map(function (id) {
-        return getJob(id, { baseUrl: opts.baseUrl }).then(function (job) {
+      // A fresh token first: the stream may have been refused because the old one expired.
+      resolveToken(opts).then(function (t) { token = t; }, function () {}).then(function () {
+      return Promise.all(pending.map(function (id) {
+        return getJob(id, { baseUrl: opts.baseUrl, token: token }).then(function (job) {
           // A log watch of a job that ended meanwhile still lacks the end of its log: one more
           // stream brings it, then the final status and `end` (or 204 if nothing is missing).
           if (opts.log && !spec.multi && job && isTerminal(job.state) && !logTailAsked) {
@@ -290,7 +397,8 @@
             if (spec.multi && err.status === 404) states[id] = UNKNOWN;
           }
         });
-      })).then(function () {
+      }));
+      }).then(function () {
         if (closed || ended) return;
         if (failedHard && !spec.multi) {
           call(opts.onError, failedHard);
@@ -334,6 +442,18 @@
     });
   }
 
+  /**
+   * Watch every job of the user over one connection: GET /jobs/events with the user's read token
+   * (the `herald_token` cookie, or opts.token). onStatus(job) for each job's states, including
+   * jobs submitted after the watch began; it never ends by itself (close() it). A token the
+   * server refuses even after renewal ends the watch with onError (status 401 or 403).
+   */
+  function watchMyJobs(opts) {
+    opts = opts || {};
+    if (opts.log) throw new TypeError('watchMyJobs: log is only available per job (watchJob)');
+    return watch({ url: baseOf(opts) + '/events', ids: [], multi: false, owner: true, opts: opts });
+  }
+
   /** Watch up to 64 jobs over one connection: GET /jobs/events?ids=A,B. */
   function watchJobs(ids, opts) {
     opts = opts || {};
@@ -349,6 +469,7 @@
   global.Herald = {
     watchJob: watchJob,
     watchJobs: watchJobs,
+    watchMyJobs: watchMyJobs,
     submitJob: submitJob,
     cancelJob: cancelJob,
     getJob: getJob,

@@ -6,6 +6,6 @@ import './herald.js';
 
 const Herald = globalThis.Herald;
 export const {
-  watchJob, watchJobs, submitJob, cancelJob, getJob, getLog, listJobs, isTerminal, HeraldError, MAX_IDS,
+  watchJob, watchJobs, watchMyJobs, submitJob, cancelJob, getJob, getLog, listJobs, isTerminal, HeraldError, MAX_IDS,
 } = Herald;
 export default Herald;

@@ -93,7 +93,10 @@ extension StreamHub {
     }
 
     /// A dashboard's status event: no id, since a dashboard resumes from a fresh snapshot.
-    func dashboardEvent(_ job: Job) -> String {
+    func dashboardEvent(_ job: Job) -> String { StreamHub.dashboardEvent(job, urlPrefix: urlPrefix) }
+
+    /// A dashboard's status event for `job` (also encoded by the reader thread, for snapshots).
+    static func dashboardEvent(_ job: Job, urlPrefix: String) -> String {
         ServerSentEvents.event("status", data: job.json(urlPrefix: urlPrefix).text)
     }
 }

@@ -27,6 +27,10 @@ public final class StreamHub: @unchecked Sendable {
     private let inboxSignal: EventFD
     private let epoll: Epoll
     private let watcher: any StoreWatcher
+    /// Reads whose number grows with the jobs kept (dashboard snapshots, overflow resyncs), off this thread.
+    private var reader: HubReader!
+    /// The most job files the hub thread reads in one round; the reader reads the rest.
+    static let readsPerRound = 64
 
     var subscribers: [UInt64: Subscriber] = [:]
     var followers: [JobID: [UInt64: Subscriber]] = [:]
@@ -35,7 +39,7 @@ public final class StreamHub: @unchecked Sendable {
     /// so the fan-out costs the streams that want it, never a pass over all subscribers.
     var ownerStreams: [String: Set<UInt64>] = [:]
     var cache: [JobID: CachedJob] = [:]
-    /// The last seq sent to dashboards and owner streams, per job not yet ended, so a state is broadcast once.
+    /// The last seq sent to dashboards, per job not yet ended, so a state is broadcast once.
     var dashboardSeqs: [JobID: Int] = [:]
     /// Jobs whose final state dashboards got, with when: a late second notice of it must not repeat it.
     /// Such a notice comes within milliseconds, so entries go after `endedMemoryMilliseconds`.
@@ -54,9 +58,14 @@ public final class StreamHub: @unchecked Sendable {
     /// Set by SIGTERM's drain: the short `retry:` that every stream, open or still arriving, ends with.
     private var drainRetry: (@Sendable () -> Int)?
 
-    enum Command {
+    enum Command: Sendable {
         case park(ParkedStream)
         case drain(retry: @Sendable () -> Int)
+        /// The reader's listing of the jobs not yet ended (of one owner, for owner streams), for the dashboards
+        /// or owner streams `tokens` (registered before it was read).
+        case snapshot(tokens: [UInt64], jobs: [DashboardSnapshot.Entry])
+        /// Jobs the reader read for the hub.
+        case jobsRead([HubReader.Read])
     }
 
     private static let inboxToken: UInt64 = 0
@@ -76,6 +85,7 @@ public final class StreamHub: @unchecked Sendable {
         watcher = try store.watch()
         try epoll.add(inboxSignal.fd, events: Epoll.readable, token: StreamHub.inboxToken)
         if let fd = watcher.fd { try epoll.add(FileDescriptor(rawValue: fd), events: Epoll.readable, token: StreamHub.watcherToken) }
+        reader = HubReader(store: store, urlPrefix: urlPrefix) { [unowned self] in send($0) }
     }
 
     /// Starts the hub thread.
@@ -84,6 +94,7 @@ public final class StreamHub: @unchecked Sendable {
         thread.name = "herald-hub"
         thread.stackSize = 1 << 20
         thread.start()
+        reader.start()
     }
 
     /// Hands a stream to the hub (from any thread); its headers have not been written yet.
@@ -158,6 +169,15 @@ public final class StreamHub: @unchecked Sendable {
         for command in commands {
             switch command {
             case let .park(stream): register(stream)
+            case let .snapshot(tokens, jobs):
+                for token in tokens {
+                    guard let sub = subscribers[token], let snapshot = sub.snapshot else { continue }
+                    sub.snapshot = nil
+                    for entry in snapshot.missing(from: jobs) { sub.pending[entry.id] = entry.event }
+                    if !sub.isBlocked { catchUp(sub) }
+                }
+            case let .jobsRead(reads):
+                for read in reads { if let job = read.job { apply(job) } }
             case let .drain(retry):
                 drainRetry = retry
                 for sub in Array(subscribers.values) {
@@ -200,22 +220,18 @@ public final class StreamHub: @unchecked Sendable {
             followers[id, default: [:]][token] = sub
             if cache[id] == nil, let job = try? store.job(id) { cache[id] = CachedJob(job, urlPrefix: urlPrefix) }
         }
-        var snapshotOwner: String??
+        // Registered before its snapshot is read: a change after the listing is sent as any
+        // change is, and one before it is in the listing (merged by seq when both arrive).
         switch sub.target {
         case .dashboard:
             dashboards.insert(token)
-            snapshotOwner = .some(nil)
+            sub.snapshot = DashboardSnapshot()
+            reader.snapshot(for: token, owner: nil)
         case let .owner(owner):
             ownerStreams[owner, default: []].insert(token)
-            snapshotOwner = .some(owner)
+            sub.snapshot = DashboardSnapshot()
+            reader.snapshot(for: token, owner: owner)
         case .job, .jobs: break
-        }
-        if let snapshotOwner {
-            for state in [JobState.queued, .running] {
-                for job in (try? store.jobs(JobFilter(state: state, owner: snapshotOwner, limit: 100_000))) ?? [] {
-                    sub.pending[job.id] = dashboardEvent(job)
-                }
-            }
         }
         catchUp(sub)
     }
@@ -228,44 +244,63 @@ public final class StreamHub: @unchecked Sendable {
         }
         // A piece read earlier this round may predate the log writes these notices report.
         if !changes.isEmpty { logPieces.removeAll(keepingCapacity: true) }
+        var changed = Set<JobID>()
         for change in changes {
             switch change {
-            case let .job(id), let .submitted(id):
-                let subs = followers[id] ?? [:]
-                guard !subs.isEmpty || !dashboards.isEmpty || !ownerStreams.isEmpty, let job = try? store.job(id) else { continue }
-                // A stream that connected after the write but before this notice already loaded
-                // the state into the cache: its followers have it, but dashboards do not yet.
-                if !subs.isEmpty, cache[id].map({ $0.job.seq < job.seq }) ?? true {
-                    let cached = CachedJob(job, urlPrefix: urlPrefix)
-                    cache[id] = cached
-                    for sub in subs.values where !sub.isBlocked {
-                        if case let .job(_, log, _) = sub.target { catchUpJob(sub, cached, log: log) } else { catchUp(sub) }
-                    }
-                }
-                // The runner's ingest copies new/ID.json into jobs/ unchanged: one state, two notices.
-                let owned = job.owner.flatMap { ownerStreams[$0] } ?? []
-                if !dashboards.isEmpty || !owned.isEmpty, dashboardEnded[id] == nil, job.seq > dashboardSeqs[id] ?? 0 {
-                    if job.state.isTerminal {
-                        dashboardSeqs[id] = nil
-                        dashboardEnded[id] = Clock.monotonicMilliseconds()
-                    } else {
-                        dashboardSeqs[id] = job.seq
-                    }
-                    let event = dashboardEvent(job)
-                    for token in dashboards.union(owned) {
-                        guard let sub = subscribers[token] else { continue }
-                        // A job that ended before this dashboard connected is no news to it (its snapshot
-                        // holds the jobs not yet ended): a full report after an inotify overflow must not
-                        // replay every kept job's end.
-                        if let end = job.finishedAt, end.milliseconds < sub.connectedAt - 1000 { continue }
-                        sub.pending[id] = event
-                        if !sub.isBlocked { catchUp(sub) }
-                    }
-                }
+            case let .job(id), let .submitted(id): changed.insert(id)
             case let .log(id):
                 for sub in (followers[id] ?? [:]).values where sub.followsLog && !sub.isBlocked { catchUp(sub) }
             case .cancelRequested: break
             }
+        }
+        guard !changed.isEmpty else { return }
+        // An owner stream may want any changed job: its owner is known once it is read.
+        let reads = ChangedJobs(Array(changed), isFollowed: { followers[$0] != nil }, dashboardsOpen: !dashboards.isEmpty || !ownerStreams.isEmpty,
+                                budget: StreamHub.readsPerRound)
+        for id in reads.now {
+            if let job = try? store.job(id) { apply(job) }
+        }
+        if !reads.later.isEmpty {
+            // A job that ended before every open dashboard connected is no news to any of them.
+            let oldest = (dashboards.compactMap { subscribers[$0]?.connectedAt }
+                + ownerStreams.values.flatMap { $0.compactMap { subscribers[$0]?.connectedAt } }).min()
+            reader.read(reads.later, endedBefore: oldest.map { $0 - 1000 } ?? .max)
+        }
+    }
+
+    /// Brings the job's followers and the dashboards up to `job`, read just now by the hub or
+    /// the reader; a state older than one they have changes nothing.
+    private func apply(_ job: Job) {
+        let id = job.id
+        let subs = followers[id] ?? [:]
+        // A stream that connected after the write but before this notice already loaded
+        // the state into the cache: its followers have it, but dashboards do not yet.
+        if !subs.isEmpty, cache[id].map({ $0.job.seq < job.seq }) ?? true {
+            let cached = CachedJob(job, urlPrefix: urlPrefix)
+            cache[id] = cached
+            for sub in subs.values where !sub.isBlocked {
+                if case let .job(_, log, _) = sub.target { catchUpJob(sub, cached, log: log) } else { catchUp(sub) }
+            }
+        }
+        // The runner's ingest copies new/ID.json into jobs/ unchanged: one state, two notices.
+        let owned = job.owner.flatMap { ownerStreams[$0] } ?? []
+        guard !dashboards.isEmpty || !owned.isEmpty, dashboardEnded[id] == nil, job.seq > dashboardSeqs[id] ?? 0 else { return }
+        if job.state.isTerminal {
+            dashboardSeqs[id] = nil
+            dashboardEnded[id] = Clock.monotonicMilliseconds()
+        } else {
+            dashboardSeqs[id] = job.seq
+        }
+        let event = dashboardEvent(job)
+        for token in owned.isEmpty ? dashboards : dashboards.union(owned) {
+            guard let sub = subscribers[token] else { continue }
+            // A job that ended before this dashboard connected is no news to it (its snapshot
+            // holds the jobs not yet ended): a full report after an inotify overflow must not
+            // replay every kept job's end.
+            if let end = job.finishedAt, end.milliseconds < sub.connectedAt - 1000 { continue }
+            sub.pending[id] = event
+            sub.snapshot?.sent(id, seq: job.seq)
+            if !sub.isBlocked { catchUp(sub) }
         }
     }
 

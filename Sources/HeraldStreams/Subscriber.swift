@@ -15,6 +15,8 @@ final class Subscriber {
     var logOffset = 0
     /// Dashboard and owner streams: the latest undelivered status event per job (later changes replace earlier ones).
     var pending: [JobID: String] = [:]
+    /// Dashboard streams, until their snapshot (read off the hub thread) is merged: what they were sent meanwhile.
+    var snapshot: DashboardSnapshot?
 
     /// Bytes the socket did not take yet; while non-empty, new states are merged, not queued.
     var outbox: [UInt8] = []

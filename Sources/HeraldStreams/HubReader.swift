@@ -1,0 +1,98 @@
+import Foundation
+import HeraldCore
+import HeraldStore
+
+/// The hub's second thread: the reads whose number grows with the jobs kept, not with the streams.
+///
+/// A dashboard's snapshot (every job not yet ended) and the jobs an inotify overflow reports are
+/// read here, so the hub thread keeps sending events and heartbeats meanwhile. Results go back
+/// through the hub's inbox, where they are merged by seq with what the hub saw in between.
+final class HubReader: @unchecked Sendable {
+    /// A job as read: nil when its file is gone.
+    struct Read {
+        let id: JobID
+        let job: Job?
+    }
+
+    private let store: any JobStore
+    private let urlPrefix: String
+    private let deliver: @Sendable (StreamHub.Command) -> Void
+    private let condition = NSCondition()
+    // Behind `condition`: requests not taken yet, merged (one listing serves every dashboard waiting).
+    private var snapshotFor: [(token: UInt64, owner: String?)] = []
+    private var reads: [JobID: Bool] = [:]
+    private var endedBefore: Int64 = .min
+
+    /// Results per inbox command: the hub handles each command in one go.
+    static let batch = 256
+
+    init(store: any JobStore, urlPrefix: String, deliver: @escaping @Sendable (StreamHub.Command) -> Void) {
+        self.store = store
+        self.urlPrefix = urlPrefix
+        self.deliver = deliver
+    }
+
+    func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "herald-hub-reader"
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    /// Reads every job not yet ended (of `owner`, for an owner stream) for the stream `token`, which is already registered.
+    func snapshot(for token: UInt64, owner: String?) {
+        condition.withLock { snapshotFor.append((token, owner)) }
+        condition.signal()
+    }
+
+    /// Reads `ids` (true: a stream follows that job); a job that ended before `endedBefore`
+    /// (wall ms) and is not followed is no news to any dashboard and is not reported.
+    func read(_ ids: [JobID: Bool], endedBefore: Int64) {
+        condition.withLock {
+            reads.merge(ids) { $0 || $1 }
+            self.endedBefore = max(self.endedBefore, endedBefore)
+        }
+        condition.signal()
+    }
+
+    private func run() {
+        while true {
+            condition.lock()
+            while snapshotFor.isEmpty && reads.isEmpty { condition.wait() }
+            let waiting = snapshotFor, ids = reads, endedBefore = endedBefore
+            snapshotFor = []
+            reads = [:]
+            self.endedBefore = .min
+            condition.unlock()
+            // Changes first: a snapshot may take seconds, and changes wait behind it.
+            var found: [Read] = []
+            for (id, followed) in ids {
+                let job: Job?
+                do { job = try store.job(id) } catch { continue }  // unreadable now: its next change reads it again
+                if !followed {
+                    guard let job, job.finishedAt.map({ $0.milliseconds >= endedBefore }) ?? true else { continue }
+                }
+                found.append(Read(id: id, job: job))
+                if found.count == HubReader.batch {
+                    deliver(.jobsRead(found))
+                    found = []
+                }
+            }
+            if !found.isEmpty { deliver(.jobsRead(found)) }
+            if !waiting.isEmpty {
+                // One listing for every stream waiting; each owner stream gets its owner's part.
+                var listing: [(owner: String?, entry: DashboardSnapshot.Entry)] = []
+                for state in [JobState.queued, .running] {
+                    for job in (try? store.jobs(JobFilter(state: state, limit: 100_000))) ?? [] {
+                        listing.append((job.owner, .init(id: job.id, seq: job.seq, event: StreamHub.dashboardEvent(job, urlPrefix: urlPrefix))))
+                    }
+                }
+                let byOwner = Dictionary(grouping: waiting, by: { $0.owner })
+                for (owner, group) in byOwner {
+                    let entries = owner == nil ? listing.map(\.entry) : listing.filter { $0.owner == owner }.map(\.entry)
+                    deliver(.snapshot(tokens: group.map(\.token), jobs: entries))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+import Foundation
+import Glibc
+import HeraldCore
+import HeraldPOSIX
+import HeraldStore
+import HeraldStreams
+import Synchronization
+
+/// An ID for test job `n` (distinct for every n below 32^6).
+func testID(_ n: Int) -> JobID {
+    let alphabet = Array("0123456789abcdefghjkmnpqrstvwxyz")
+    let tail = (0..<6).map { String(alphabet[(n >> (5 * $0)) & 31]) }.joined()
+    return JobID("01j0000000000000000000" + String(tail.prefix(4)))!
+}
+
+/// A job in `state` at `seq`.
+func testJob(_ id: JobID, _ state: JobState = .running, seq: Int = 2, finishedAt: Timestamp? = nil) -> Job {
+    var job = Job(id: id, kind: "demo", params: [:], now: Timestamp(milliseconds: Clock.wallMilliseconds()))
+    job.state = state
+    job.seq = seq
+    job.finishedAt = finishedAt ?? (state.isTerminal ? job.updatedAt : nil)
+    return job
+}
+
+/// A store in memory whose job reads take as long as the test says, with a watcher the test fires by hand.
+final class SlowStore: JobStore, @unchecked Sendable {
+    let jobsByID = Mutex<[JobID: Job]>([:])
+    /// How long each `job(_:)` takes, in microseconds (a file read and decode).
+    let readMicroseconds = Atomic<Int>(0)
+    let reads = Atomic<Int>(0)
+    let watcher = ManualWatcher()
+
+    let keys = Mutex<[String: (body: String, id: JobID)]>([:])
+
+    func submit(_ job: Job) throws(StoreError) { jobsByID.withLock { $0[job.id] = job } }
+    func submit(_ job: Job, idempotency record: IdempotencyRecord) throws(StoreError) -> IdempotentSubmit {
+        let first = keys.withLock { keys -> (body: String, id: JobID)? in
+            if let first = keys[record.keyHash] { return first }
+            keys[record.keyHash] = (record.bodyHash, job.id)
+            return nil
+        }
+        guard let first else {
+            try submit(job)
+            return .created(job)
+        }
+        guard first.body == record.bodyHash else { return .keyReused }
+        return try self.job(first.id).map(IdempotentSubmit.repeated) ?? .keyReused
+    }
+    func job(_ id: JobID) throws(StoreError) -> Job? {
+        reads.add(1, ordering: .relaxed)
+        let delay = readMicroseconds.load(ordering: .relaxed)
+        if delay > 0 { usleep(UInt32(delay)) }
+        return jobsByID.withLock { $0[id] }
+    }
+    func jobs(_ filter: JobFilter) throws(StoreError) -> [Job] {
+        jobsByID.withLock { Array($0.values) }.filter { filter.admits(state: $0.state, kind: $0.kind, owner: $0.owner) }
+    }
+    func jobCounts() throws(StoreError) -> [JobState: Int] { [:] }
+    func requestCancel(_ id: JobID) throws(StoreError) {}
+    func log(_ id: JobID, from offset: Int, maxBytes: Int) throws(StoreError) -> LogRead { LogRead(bytes: [], atEnd: true) }
+    func watch() throws(StoreError) -> any StoreWatcher { watcher }
+}
+
+/// A polled watcher reporting whatever the test queued.
+final class ManualWatcher: StoreWatcher, @unchecked Sendable {
+    let queued = Mutex<[StoreChange]>([])
+    var fd: Int32? { nil }
+    var pollIntervalMilliseconds: Int { 10 }
+    func changes() throws(StoreError) -> [StoreChange] { queued.withLock { q in defer { q = [] }; return q } }
+}
+
+/// The client end of a parked stream: what the hub wrote, read as FastCGI stdout text.
+final class TestClient {
+    let fd: Int32
+    private(set) var text = ""
+    /// `event: status` blocks received (each arrives in one FastCGI record), and when the last one came.
+    private(set) var statusEvents = 0
+    private(set) var lastStatusAt = Date.distantPast
+    private var raw: [UInt8] = []
+
+    /// A socket pair: one end parked in `hub` as a stream following `target`, the other kept here.
+    init(hub: StreamHub, target: StreamTarget) {
+        // As herald-fcgi does: the hub writing to a client that left must get EPIPE, not kill the test process.
+        signal(SIGPIPE, SIG_IGN)
+        var fds: [Int32] = [0, 0]
+        precondition(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
+        fd = fds[0]
+        hub.park(ParkedStream(fd: fds[1], requestID: 1, target: target, retryMilliseconds: 1000))
+    }
+
+    deinit { Glibc.close(fd) }
+
+    /// Reads until `done(self)` or `seconds` pass; returns whether `done` held.
+    func read(within seconds: Double, until done: (TestClient) -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while !done(self) {
+            let left = deadline.timeIntervalSinceNow
+            if left <= 0 { return false }
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&pfd, 1, Int32(left * 1000)) > 0 else { continue }
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            let n = Glibc.read(fd, &buffer, buffer.count)
+            if n <= 0 { return done(self) }
+            raw += buffer[0..<n]
+            let received = TestClient.stdout(&raw)
+            let events = received.components(separatedBy: "event: status\n").count - 1
+            if events > 0 { lastStatusAt = Date() }
+            statusEvents += events
+            text += received
+        }
+        return true
+    }
+
+    /// Takes the FastCGI stdout content of the complete records at the start of `raw`.
+    private static func stdout(_ raw: inout [UInt8]) -> String {
+        var out: [UInt8] = []
+        while raw.count >= 8 {
+            let length = Int(raw[4]) << 8 | Int(raw[5]), padding = Int(raw[6])
+            guard raw.count >= 8 + length + padding else { break }
+            if raw[1] == 6 { out += raw[8..<(8 + length)] }  // FCGI_STDOUT
+            raw.removeFirst(8 + length + padding)
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// Waits until `condition` holds or `seconds` pass.
+func eventually(within seconds: Double, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while !condition() {
+        if Date() > deadline { return false }
+        usleep(5000)
+    }
+    return true
+}

@@ -1,0 +1,42 @@
+import Foundation
+import HeraldCore
+import HeraldStore
+import HeraldStreams
+import Testing
+
+@Suite struct StreamHubReadTests {
+    /// An inotify overflow reports every kept job. With a dashboard open the hub read each of them
+    /// itself, and every stream's events and heartbeats waited (100,000 files: seconds). Now the
+    /// hub reads a bounded few per round and its reader thread the rest: a followed job's change
+    /// written just after the overflow reaches its stream while the reader is still at work.
+    @Test func anOverflowWithADashboardOpenDoesNotHoldUpAnotherStream() throws {
+        let store = SlowStore()
+        let count = 5000
+        for n in 0..<count { try store.submit(testJob(testID(n))) }
+        let followedID = testID(count)
+        var followed = testJob(followedID, .running, seq: 2)
+        try store.submit(followed)
+        let hub = try StreamHub(store: store, urlPrefix: "/jobs", heartbeat: .seconds(60), log: { _ in })
+        hub.start()
+        let dashboard = TestClient(hub: hub, target: .dashboard)
+        #expect(dashboard.read(within: 10) { $0.statusEvents == count + 1 }, "\(dashboard.statusEvents) of \(count + 1) in the snapshot")
+        let stream = TestClient(hub: hub, target: .job(followedID, log: false, cursor: nil))
+        #expect(stream.read(within: 5) { $0.statusEvents == 1 })
+
+        // Every job file, as the watcher reports them after an overflow (none changed); each read 200 µs.
+        store.readMicroseconds.store(200, ordering: .relaxed)
+        store.watcher.queued.withLock { $0 = (0...count).map { .job(testID($0)) } }
+        #expect(eventually(within: 5) { store.reads.load(ordering: .relaxed) > 0 })
+        followed.seq = 3
+        followed.progress = 50
+        try store.submit(followed)
+        let written = Date()
+        store.watcher.queued.withLock { $0.append(.job(followedID)) }
+        #expect(stream.read(within: 10) { $0.statusEvents == 2 })
+        let delay = stream.lastStatusAt.timeIntervalSince(written)
+        // The whole overflow read on the hub would take over 1 s (5,001 reads of 200 µs).
+        print("followed job's change after the overflow: \(Int(delay * 1000)) ms")
+        #expect(delay < 0.3, "the followed job's change came \(Int(delay * 1000)) ms late")
+        #expect(stream.text.contains("\"progress\":50"))
+    }
+}
