@@ -169,3 +169,22 @@ def test_the_page_survives_a_fcgi_restart_mid_job_and_ends_with_the_final_state(
     assert herald_jobs(site, owner="user-1")[0]["state"] == "succeeded"
     assert [r for r in site.requests_seen("GET", "/jobs/events") if r[2] == 502], \
         "no reconnect was refused while herald-fcgi was down: the restart was not exercised"
+
+
+def test_the_page_renews_its_expired_cookie_through_django_and_keeps_watching(make_site, browser):
+    # A 3 s cookie: by the time herald-fcgi restarts, the browser has dropped it (and the token
+    # in it is past exp and its 5 s of leeway), so the reconnect is refused until the page asks
+    # Django for a fresh one.
+    site = make_site(pages=40, page_ms=400, read_token_ttl=3)
+    log_in(browser, site, "alice")
+    browser.find_element(By.ID, "generate").click()
+    wait_for(browser, lambda d: (lambda r: r and r[0][1] == "running")(rows(d)), 20, "the job did not start")
+    time.sleep(3 + 5 + 1.5)
+    site.restart_fcgi()
+    samples, final = watch_row(browser, timeout=60)
+    assert final[2] == 100
+    renewals = site.requests_seen("POST", "/reports/token")
+    assert any(status == 204 for _, _, status in renewals), renewals
+    refused = [r for r in site.requests_seen("GET", "/jobs/events") if r[2] == 401]
+    assert refused, "the expired cookie was never refused: the renewal was not exercised"
+    assert browser.find_element(By.ID, "connection").text == "open"
