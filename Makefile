@@ -1,7 +1,8 @@
 # Herald — build, test, demo and install.
 #   make demo      run nginx + herald-fcgi + herald-runner on http://127.0.0.1:$(PORT)
 #   make demo-django   the same with the example Django app (examples/django) on http://127.0.0.1:$(PORT)/
-#   make test      every test: Swift unit tests, integration through nginx, headless browser
+#   make test      every test: Swift unit tests, the Python client's and the Django example's tests,
+#                  integration through nginx, headless browser
 #   make install   binaries, config example, nginx snippet, systemd units (PREFIX, DESTDIR)
 #   make bench     Herald against nchan and Django SSE on this machine -> docs/BENCHMARKS.md
 
