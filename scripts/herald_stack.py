@@ -829,12 +829,13 @@ class Stack:
             raise AssertionError(f"POST /jobs answered {status}: {job}")
         return job
 
-    def wait_job(self, job_id: str, states=("succeeded", "failed", "canceled"), timeout: float = 30.0) -> dict:
-        """Poll GET /jobs/ID (tests only) until its state is one of states."""
+    def wait_job(self, job_id: str, states=("succeeded", "failed", "canceled"), timeout: float = 30.0,
+                 headers: dict | None = None) -> dict:
+        """Poll GET /jobs/ID (tests only; `headers` for require_read_token) until its state is one of states."""
         deadline = time.monotonic() + timeout
         job = None
         while time.monotonic() < deadline:
-            status, _, job = self.json("GET", f"/jobs/{job_id}")
+            status, _, job = self.json("GET", f"/jobs/{job_id}", headers=headers)
             if status == 200 and job and job.get("state") in states:
                 return job
             time.sleep(0.1)

@@ -50,12 +50,13 @@ def test_submit_answers_201_with_location_and_the_full_job(stack):
     jid = job["id"]
     assert ID_RE.match(jid), jid
     assert hdrs["location"] == f"/jobs/{jid}"
-    assert set(job) == {"id", "kind", "state", "progress", "message", "params", "created_at", "started_at",
+    assert set(job) == {"id", "kind", "state", "progress", "message", "params", "owner", "created_at", "started_at",
                         "finished_at", "updated_at", "attempt", "exit_code", "error", "result", "seq", "links"}
     assert job["kind"] == "report"
     assert job["state"] == "queued"
     assert job["progress"] == 0
     assert job["message"] is None
+    assert job["owner"] is None  # none given (SPEC §9)
     assert job["params"] == {"month": "2026-10"}  # echoed as accepted, no defaults added
     for key in ("started_at", "finished_at", "exit_code", "error", "result"):
         assert job[key] is None, key

@@ -197,9 +197,11 @@ def test_herald_js_log_watch_gets_the_whole_log_when_the_job_ends_during_an_outa
     assert w["log"] == log.decode(), f"the watch got {w['log']!r}, the log is {log.decode()!r}"
 
 
-def test_demo_page_marks_a_job_the_server_forgot_as_gone_and_stops_asking(make_stack, browser):
-    """The state directory loses a watched job (wiped between two `make demo` runs): the page
-    shows it as gone instead of reopening its stream at once, for ever."""
+@pytest.mark.parametrize("while_serving", [False, True])
+def test_demo_page_marks_a_job_the_server_forgot_as_gone_and_stops_asking(make_stack, browser, while_serving):
+    """The state directory loses a watched job (wiped between two `make demo` runs, or under a
+    running herald-fcgi, which then ends the job's stream): the page shows it as gone instead
+    of reopening its stream at once, for ever (or, before, of waiting on pings for ever)."""
     stack = make_stack()
     open_demo(browser, stack)
     job = {"id": start_from_the_form(browser, steps="400", interval="250")}
@@ -207,13 +209,15 @@ def test_demo_page_marks_a_job_the_server_forgot_as_gone_and_stops_asking(make_s
         "return document.querySelector(`[data-job-id='${arguments[0]}']`).dataset.state", job["id"]) == "running",
         20, "the page never showed the job running")
     stack.stop_runner(grace=1)
-    stack.stop_fcgi()
+    if not while_serving:
+        stack.stop_fcgi()
     for sub in ("jobs", "new", "logs"):
         path = os.path.join(stack.state_dir, sub, job["id"] + (".log" if sub == "logs" else ".json"))
         if os.path.exists(path):
             os.unlink(path)
     stack.start_runner()
-    stack.start_fcgi()
+    if not while_serving:
+        stack.start_fcgi()
     stack.wait_healthy()
     wait_for(browser, lambda d: d.execute_script(
         "return document.querySelector(`[data-job-id='${arguments[0]}']`).dataset.state", job["id"]) == "gone", 30,

@@ -256,7 +256,10 @@ def test_systemd_units_contract():
     assert fcgi["StandardInput"] == ["socket"]
     assert fcgi["StandardOutput"] == ["journal"] and fcgi["StandardError"] == ["journal"]
     assert fcgi["LimitNOFILE"] == ["20480"] and fcgi["User"] == ["herald-web"]
-    assert sorted(fcgi["ReadWritePaths"][0].split()) == ["/var/lib/herald/cancel", "/var/lib/herald/new", "/var/lib/herald/tmp"]
+    # Bounded: 20,000 streams with one unsent event each (<= ~70 KiB) fit, a leak does not grow for ever.
+    assert fcgi["MemoryMax"] == ["2G"], fcgi.get("MemoryMax")
+    assert sorted(fcgi["ReadWritePaths"][0].split()) == ["/var/lib/herald/cancel", "/var/lib/herald/idempotency",
+                                                         "/var/lib/herald/new", "/var/lib/herald/tmp"]
     runner = unit_settings(os.path.join(REPO, "systemd/herald-runner.service"))
     assert runner["ExecStart"][0].split()[1] == "work" and runner["User"] == ["herald"]
     assert runner["KillMode"] == ["mixed"] and runner["TimeoutStopSec"] == ["45s"]

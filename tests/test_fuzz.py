@@ -11,6 +11,8 @@ examples, coverage, fuzzing, stateful sequences built from the spec's links):
   - the status, content type, headers and body conform to docs/openapi.yaml;
   - requests that violate the schema are refused (negative_data_rejection);
   - a submitter route without the token answers 401 (ignored_auth);
+  - read tokens (SPEC §9): the stack has a read-token secret and require_read_token, so the
+    generated `token` values, cookies and owners all meet the verifier: 401, never 5xx;
   - herald-fcgi and herald-runner are still alive afterwards, and healthy.
 Two checks are left out, each for a reason that is not a Herald defect:
   - positive_data_acceptance: kinds and params are the deployment's
@@ -93,16 +95,19 @@ def test_fuzzing_the_live_api_from_openapi_yaml_finds_no_5xx_and_no_crash(make_s
     exe = _schemathesis()
     tokens = tmp_path / "tokens"
     tokens.write_text(TOKEN + "\n")
+    secret = tmp_path / "read.key"
+    secret.write_text("fuzz-read-token-secret-" + "f" * 40 + "\n")
     # The fuzzer submits demo jobs that run for a while: stop them quickly at the end.
     stack = make_stack(runner_args=["--shutdown-grace", "500ms"], config_overrides={
         "allow_anonymous_submit": False, "submit_tokens_file": str(tokens), "heartbeat": "1s", "workers": 8,
+        "read_token_secret_file": str(secret), "require_read_token": True,
         "kinds": {"report": {"command": ["/bin/true"], "params": {"month": "^[0-9]{4}-(0[1-9]|1[0-2])$"}, "retries": 1}}})
     auth = {"Authorization": f"Bearer {TOKEN}"}
     ended = []
     for params in ({"steps": "1", "interval_ms": "0"}, {"steps": "2", "interval_ms": "0", "fail_at": "1"}):
         status, _, job = stack.json("POST", "/jobs", {"kind": "demo", "params": params}, auth)
         assert status == 201, job
-        ended.append(stack.wait_job(job["id"])["id"])
+        ended.append(stack.wait_job(job["id"], headers=auth)["id"])
     spec = _spec_with_examples(tmp_path, ended)
     # The start-up probe may have met a 502 before herald-fcgi listened: count from here on.
     before = len(stack.requests_seen())
@@ -110,7 +115,8 @@ def test_fuzzing_the_live_api_from_openapi_yaml_finds_no_5xx_and_no_crash(make_s
     # Every operation but the dashboard stream (which never ends by itself), with the token.
     _run(exe, spec, stack, tmp_path, "with-token", ["--header", f"Authorization: Bearer {TOKEN}",
                                                       "--exclude-path", "/jobs/events"])
-    # The multi-job stream, without a token (the dashboard form must answer 401).
+    # The multi-job stream, without a submitter token (the dashboard form, and ids= under
+    # require_read_token, must answer 401 whatever `token` the fuzzer makes up).
     _run(exe, spec, stack, tmp_path, "streams", ["--include-path", "/jobs/events"])
 
     # Nothing crashed, nothing answered 5xx (nginx saw every request schemathesis made).

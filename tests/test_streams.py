@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from support_herald import (EventStream, StateWriter, assert_error, metric, statuses, wait_until)
+from support_herald import (EventStream, StateWriter, assert_error, fcgi_rss_kib, metric, statuses, wait_until)
 
 TOKEN = "stream-token"
 SSE_TYPE = "text/event-stream; charset=utf-8"
@@ -735,3 +735,80 @@ def test_dashboards_connecting_over_many_kept_jobs_do_not_delay_another_streams_
     ms = sorted(round(1000 * d) for d in delays)
     print(f"event delays while dashboards connected, ms: {ms}")
     assert ms[len(ms) // 2] <= 50 and ms[-1] < 1000, ms
+
+
+@pytest.mark.parametrize("watch", ["inotify", "poll"])
+def test_a_stream_whose_job_file_disappears_ends_and_the_reconnect_gets_404(make_stack, watch):
+    """A job removed from under its streams (`rm jobs/ID.json`, a wiped state directory): its
+    one-job and multi-job streams end without an `end` event (the job did not end), so the
+    browser reconnects and gets 404, which herald.js reports as gone. Before: pings for ever."""
+    stack = make_stack(runner=False, config_overrides={"heartbeat": "1s"},
+                       env={"HERALD_WATCH": "poll"} if watch == "poll" else {})
+    writer = StateWriter(stack)
+    job = queued_job(stack, writer)
+    other = queued_job(stack, writer)
+    writer.update(job["id"], state="running", progress=10.0)
+    paths = [f"/jobs/{job['id']}/events", f"/jobs/{job['id']}/events?log=1", f"/jobs/events?ids={other['id']},{job['id']}"]
+    streams = [EventStream(stack, p) for p in paths]
+    try:
+        for s in streams:
+            assert_stream_head(s)
+            s.next_event()
+        with EventStream(stack, f"/jobs/{other['id']}/events") as bystander:
+            assert_stream_head(bystander)
+            bystander.next_event()
+            time.sleep(0.3)  # the polling watcher has seen the file (one that comes and goes between polls is never seen)
+            os.unlink(os.path.join(stack.state_dir, "jobs", job["id"] + ".json"))
+            t0 = time.monotonic()
+            for s in streams:
+                blocks = s.read_all(timeout=5)
+                assert s.eof, f"{s.path} did not end"
+                assert not [b for b in blocks if b["event"] == "end"], blocks
+            print(f"streams of a removed job ({watch}) ended after {1000 * (time.monotonic() - t0):.0f} ms")
+            # The other job's stream goes on.
+            writer.update(other["id"], state="running", progress=20.0)
+            assert json.loads(bystander.next_event(5)["data"])["progress"] == 20.0
+    finally:
+        for s in streams:
+            s.close()
+    for path in paths:
+        status, hdrs, body = stack.request("GET", path)
+        assert_error(status, hdrs, body, 404)
+    wait_until(lambda: metric(stack, "herald_open_streams") == 0, 2, what="every stream closed")
+
+
+@pytest.mark.stack(runner=False)
+def test_log_followers_that_never_read_hold_little_memory_each(stack):
+    """A log follower whose client reads nothing keeps the rest of one `log` event in herald-fcgi.
+    Framing made 64 KiB of empty lines a 448 KiB event, so 40 such followers pinned ~10 MB and
+    20,000 (max_streams) could pin gigabytes. Now an event is at most 64 KiB framed."""
+    writer = StateWriter(stack)
+    jobs = [queued_job(stack, writer) for _ in range(40)]
+    for job in jobs:
+        writer.update(job["id"], state="running")
+        writer.append_log(job["id"], b"\n" * (128 * 1024))
+    before = fcgi_rss_kib(stack)
+    clients = []
+    try:
+        for job in jobs:
+            c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            c.connect((stack.host, stack.port))
+            c.sendall(f"GET /jobs/{job['id']}/events?log=1 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            clients.append(c)
+        wait_until(lambda: metric(stack, "herald_open_streams") == len(jobs), 10, what="every follower open")
+        # Until every socket on the way is full and herald-fcgi writes no more.
+        sent = [-1.0]
+
+        def settled():
+            now = metric(stack, "herald_stream_bytes_sent_total")
+            done, sent[0] = now == sent[0], now
+            return done
+        wait_until(settled, 20, interval=0.5, what="writes to the followers stopping")
+        growth = fcgi_rss_kib(stack) - before
+        print(f"herald-fcgi grew by {growth} KiB for {len(jobs)} log followers that read nothing")
+        assert growth < 40 * 64, f"{growth} KiB for {len(jobs)} blocked followers"
+        assert metric(stack, "herald_open_streams") == len(jobs)
+    finally:
+        for c in clients:
+            c.close()

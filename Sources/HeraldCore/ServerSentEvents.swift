@@ -42,6 +42,22 @@ public enum ServerSentEvents {
 
 /// Cuts raw log bytes into text for `log` events without splitting a UTF-8 sequence or a CRLF.
 public enum LogChunk {
+    /// How many bytes of `bytes` fit in `budget` bytes of `data:` lines once framed.
+    ///
+    /// Each line end costs a whole `\ndata: ` (7 bytes), so 64 KiB of empty lines would frame to
+    /// 448 KiB: a chunk is cut by its framed size, which bounds what a blocked client's outbox holds.
+    public static func length(of bytes: ArraySlice<UInt8>, framedWithin budget: Int) -> Int {
+        var used = 0
+        var previousCR = false
+        for (k, byte) in zip(0..., bytes) {
+            let cost = byte == UInt8(ascii: "\r") ? 7 : byte == UInt8(ascii: "\n") ? (previousCR ? 0 : 7) : 1
+            if used + cost > budget { return k }
+            used += cost
+            previousCR = byte == UInt8(ascii: "\r")
+        }
+        return bytes.count
+    }
+
     /// The longest prefix of `bytes` that is safe to send now, as text, and how many bytes it used.
     ///
     /// Unless `isFinal`, a trailing CR and a trailing incomplete UTF-8 sequence are held back

@@ -22,7 +22,9 @@ final class DirectoryWatcher: StoreWatcher {
         if !forcePolling, let inotify = try? Inotify() {
             self.inotify = inotify
             for dir in watched {
-                let mask = dir == store.logs ? UInt32(IN_MODIFY | IN_CREATE) : UInt32(IN_MOVED_TO | IN_CREATE | IN_CLOSE_WRITE)
+                // A status file deleted (a wipe, by hand) is reported too: its streams must end.
+                let mask = dir == store.logs ? UInt32(IN_MODIFY | IN_CREATE)
+                    : UInt32(IN_MOVED_TO | IN_CREATE | IN_CLOSE_WRITE) | (dir == store.jobsDir ? UInt32(IN_DELETE) : 0)
                 do { directories[try inotify.watch(dir, mask: mask)] = dir } catch { throw .unavailable(error.description) }
             }
         } else {
@@ -42,7 +44,8 @@ final class DirectoryWatcher: StoreWatcher {
         var changes = Set<StoreChange>()
         for (dir, before) in seen {
             let now = try fingerprints(dir)
-            for (name, print) in now where before[name] != print {
+            // Files that appeared, changed or went away.
+            for name in Set(now.keys).union(before.keys) where before[name] != now[name] {
                 if let change = change(in: dir, name: name) { changes.insert(change) }
             }
             seen[dir] = now

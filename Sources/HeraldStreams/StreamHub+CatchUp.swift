@@ -61,10 +61,13 @@ extension StreamHub {
         if let piece = logPieces[key] { return piece }
         let id = cached.job.id
         guard let read = try? store.log(id, from: offset, maxBytes: StreamHub.logChunkBytes), !read.bytes.isEmpty else { return nil }
-        let bytes = read.bytes, atEnd = read.atEnd
+        // Framed, the chunk stays within logChunkBytes too (empty lines grow sevenfold): all a
+        // blocked follower ever holds is the rest of one such event.
+        let fits = LogChunk.length(of: read.bytes[...], framedWithin: StreamHub.logChunkBytes)
+        let bytes = read.bytes[..<fits], atEnd = read.atEnd && fits == read.bytes.count
         // Only the read that reaches the end of an ended job's log is final: a full read may
         // have cut a CRLF or a UTF-8 sequence that the next read completes.
-        let chunk = LogChunk.take(bytes[...], isFinal: cached.job.state.isTerminal && atEnd)
+        let chunk = LogChunk.take(bytes, isFinal: cached.job.state.isTerminal && atEnd)
         var frame: [UInt8] = []
         if chunk.consumed > 0 {
             let cursor = StreamCursor(seq: seq, logOffset: offset + chunk.consumed)

@@ -177,7 +177,7 @@ public final class StreamHub: @unchecked Sendable {
                     if !sub.isBlocked { catchUp(sub) }
                 }
             case let .jobsRead(reads):
-                for read in reads { if let job = read.job { apply(job) } }
+                for read in reads { if let job = read.job { apply(job) } else { forget(read.id) } }
             case let .drain(retry):
                 drainRetry = retry
                 for sub in Array(subscribers.values) {
@@ -216,10 +216,17 @@ public final class StreamHub: @unchecked Sendable {
             + "X-Accel-Buffering: no\r\n\r\n" + ServerSentEvents.retry(milliseconds: stream.retryMilliseconds))
         // The client left before it was parked: close() ran, and nothing may list the stream again.
         guard !sub.closed else { return }
+        var gone: [JobID] = []
         for id in sub.jobIDs {
             followers[id, default: [:]][token] = sub
-            if cache[id] == nil, let job = try? store.job(id) { cache[id] = CachedJob(job, urlPrefix: urlPrefix) }
+            guard cache[id] == nil else { continue }
+            do {
+                if let job = try store.job(id) { cache[id] = CachedJob(job, urlPrefix: urlPrefix) } else { gone.append(id) }
+            } catch {}  // unreadable now: its next change reads it again
         }
+        // Removed since the API found it: the stream would wait for ever.
+        for id in gone { forget(id) }
+        if sub.ending { return }
         // Registered before its snapshot is read: a change after the listing is sent as any
         // change is, and one before it is in the listing (merged by seq when both arrive).
         switch sub.target {
@@ -258,7 +265,9 @@ public final class StreamHub: @unchecked Sendable {
         let reads = ChangedJobs(Array(changed), isFollowed: { followers[$0] != nil }, dashboardsOpen: !dashboards.isEmpty || !ownerStreams.isEmpty,
                                 budget: StreamHub.readsPerRound)
         for id in reads.now {
-            if let job = try? store.job(id) { apply(job) }
+            do {
+                if let job = try store.job(id) { apply(job) } else { forget(id) }
+            } catch {}  // unreadable now (corrupt, out of descriptors): its next change reads it again
         }
         if !reads.later.isEmpty {
             // A job that ended before every open dashboard connected is no news to any of them.
@@ -302,6 +311,16 @@ public final class StreamHub: @unchecked Sendable {
             sub.snapshot?.sent(id, seq: job.seq)
             if !sub.isBlocked { catchUp(sub) }
         }
+    }
+
+    /// Ends the streams of a job whose status is gone (removed by hand, or with the whole state
+    /// directory), which would otherwise get pings for ever. No `end` event, since the job did not
+    /// end: the client reconnects and gets 404 (herald.js then reports the job as gone).
+    private func forget(_ id: JobID) {
+        let subs = (followers[id] ?? [:]).values.filter { !$0.ending }
+        if !subs.isEmpty { log("job \(id.text) is gone from the store: ending its \(subs.count) streams") }
+        for sub in subs { end(sub, finalEvent: ": gone\n\n") }
+        dashboardSeqs[id] = nil
     }
 
     private func continueLogs() {
@@ -357,8 +376,9 @@ public final class StreamHub: @unchecked Sendable {
         }
         metrics.bytesSent.add(taken, ordering: .relaxed)
         if taken == bytes.count { return }
-        sub.outbox = Array(bytes[taken...])
-        sub.outboxStart = 0
+        // The rest of a frame shared by many subscribers (one job's status, one log piece) stays shared: no copy each.
+        sub.outbox = bytes
+        sub.outboxStart = taken
         sub.blockedSince = Clock.monotonicMilliseconds()
         blocked.insert(sub.token)
         try? epoll.modify(sub.fd, events: Epoll.peerHangUp | Epoll.writable, token: sub.token)

@@ -9,6 +9,21 @@ import Testing
 
     func normalized(_ s: String) -> String { s.lineEndsNormalized }
 
+    @Test func aChunkIsCutByItsFramedSize() {
+        // Text costs a byte a byte, a line end a whole "\ndata: ", and the LF of a CRLF nothing more.
+        #expect(LogChunk.length(of: Array("abc".utf8)[...], framedWithin: 3) == 3)
+        #expect(LogChunk.length(of: Array("abc".utf8)[...], framedWithin: 2) == 2)
+        #expect(LogChunk.length(of: Array("a\nb".utf8)[...], framedWithin: 8) == 2)
+        #expect(LogChunk.length(of: Array("a\nb".utf8)[...], framedWithin: 9) == 3)
+        #expect(LogChunk.length(of: Array("a\r\nb".utf8)[...], framedWithin: 9) == 4)
+        let empty = [UInt8](repeating: UInt8(ascii: "\n"), count: 65536)
+        let fits = LogChunk.length(of: empty[...], framedWithin: 65536)
+        #expect(fits == 65536 / 7)
+        // What fits, framed, is within the budget.
+        let framed = ServerSentEvents.event("log", data: LogChunk.take(empty[..<fits], isFinal: false).text)
+        #expect(framed.utf8.count <= 65536 + "event: log\ndata: \n\n".utf8.count)
+    }
+
     @Test func plainTextIsTakenWhole() {
         #expect(take(Array("hello\nworld".utf8), final: false) == ("hello\nworld", 11))
         #expect(take([], final: false) == ("", 0))

@@ -147,6 +147,9 @@ import Testing
         #expect(try changes(watcher).contains(.job(job.id)))
         try store.requestCancel(job.id)
         #expect(try changes(watcher).contains(.cancelRequested(job.id)))
+        // A status file removed (by hand, a wiped directory): its streams must learn it.
+        try FileSystem.unlink(store.statusPath(job.id))
+        #expect(try changes(watcher).contains(.job(job.id)))
     }
 
     @Test func aWatcherWhoseQueueOverflowedReportsEverything() throws {

@@ -28,6 +28,7 @@ final class SlowStore: JobStore, @unchecked Sendable {
     /// How long each `job(_:)` takes, in microseconds (a file read and decode).
     let readMicroseconds = Atomic<Int>(0)
     let reads = Atomic<Int>(0)
+    let logs = Mutex<[JobID: [UInt8]]>([:])
     let watcher = ManualWatcher()
 
     let keys = Mutex<[String: (body: String, id: JobID)]>([:])
@@ -57,7 +58,11 @@ final class SlowStore: JobStore, @unchecked Sendable {
     }
     func jobCounts() throws(StoreError) -> [JobState: Int] { [:] }
     func requestCancel(_ id: JobID) throws(StoreError) {}
-    func log(_ id: JobID, from offset: Int, maxBytes: Int) throws(StoreError) -> LogRead { LogRead(bytes: [], atEnd: true) }
+    func log(_ id: JobID, from offset: Int, maxBytes: Int) throws(StoreError) -> LogRead {
+        let log = logs.withLock { $0[id] ?? [] }
+        let bytes = Array(log.dropFirst(offset).prefix(maxBytes))
+        return LogRead(bytes: bytes, atEnd: offset + bytes.count >= log.count)
+    }
     func watch() throws(StoreError) -> any StoreWatcher { watcher }
 }
 
