@@ -15,6 +15,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from herald_stack import DEMO_PASSWORD, DJANGO_PYTHON, StackError, django_site
+from support_herald import wait_until
 
 JOB_EVENTS = re.compile(r"^/jobs/[0-9a-hjkmnp-tv-z]{26}/events")
 
@@ -155,20 +156,22 @@ def test_another_user_sees_none_of_the_jobs_and_cannot_read_them_with_their_cook
 
 
 def test_the_page_survives_a_fcgi_restart_mid_job_and_ends_with_the_final_state(make_site, browser):
-    site = make_site(pages=20, page_ms=300)
+    site = make_site(pages=30, page_ms=300)
     log_in(browser, site, "alice")
     browser.find_element(By.ID, "generate").click()
-    wait_for(browser, lambda d: (lambda r: r and r[0][1] == "running" and 0 < r[0][2] < 30)(rows(d)), 20,
+    wait_for(browser, lambda d: (lambda r: r and r[0][1] == "running" and 0 < r[0][2] < 60)(rows(d)), 20,
              "the job never showed progress before the restart")
-    # Down for longer than the stream's retry: the browser's reconnect is refused (502) and
-    # herald.js has to come back by itself; the job may well end while nobody can stream it.
-    site.restart_fcgi(down_for=4.0)
+    # Down until the browser's reconnect has been refused (502), so herald.js has to come back by
+    # itself; the job may well end while nobody can stream it.
+    site.stop_fcgi()
+    wait_until(lambda: [r for r in site.requests_seen("GET", "/jobs/events") if r[2] == 502], 30,
+               what="the page's reconnect refused while herald-fcgi is down")
+    site.start_fcgi()
+    site.wait_healthy()
     samples, final = watch_row(browser, timeout=60)
     progress = [s[0][2] for s in samples]
     assert progress == sorted(progress) and final[2] == 100, progress
     assert herald_jobs(site, owner="user-1")[0]["state"] == "succeeded"
-    assert [r for r in site.requests_seen("GET", "/jobs/events") if r[2] == 502], \
-        "no reconnect was refused while herald-fcgi was down: the restart was not exercised"
 
 
 def test_the_page_renews_its_expired_cookie_through_django_and_keeps_watching(make_site, browser):
