@@ -21,7 +21,7 @@ final class HubReader: @unchecked Sendable {
     // Behind `condition`: requests not taken yet, merged (one listing serves every dashboard waiting).
     private var snapshotFor: [(token: UInt64, owner: String?)] = []
     private var reads: [JobID: Bool] = [:]
-    private var endedBefore: Int64 = .min
+    private var endedBefore: Int64 = .max
 
     /// Results per inbox command: the hub handles each command in one go.
     static let batch = 256
@@ -50,7 +50,8 @@ final class HubReader: @unchecked Sendable {
     func read(_ ids: [JobID: Bool], endedBefore: Int64) {
         condition.withLock {
             reads.merge(ids) { $0 || $1 }
-            self.endedBefore = max(self.endedBefore, endedBefore)
+            // The earliest asked for: the hub still filters per dashboard.
+            self.endedBefore = min(self.endedBefore, endedBefore)
         }
         condition.signal()
     }
@@ -62,7 +63,7 @@ final class HubReader: @unchecked Sendable {
             let waiting = snapshotFor, ids = reads, endedBefore = endedBefore
             snapshotFor = []
             reads = [:]
-            self.endedBefore = .min
+            self.endedBefore = .max
             condition.unlock()
             // Changes first: a snapshot may take seconds, and changes wait behind it.
             var found: [Read] = []

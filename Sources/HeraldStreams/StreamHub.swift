@@ -30,7 +30,7 @@ public final class StreamHub: @unchecked Sendable {
     /// Reads whose number grows with the jobs kept (dashboard snapshots, overflow resyncs), off this thread.
     private var reader: HubReader!
     /// The most job files the hub thread reads in one round; the reader reads the rest.
-    static let readsPerRound = 64
+    static let readsPerRound = 128
 
     var subscribers: [UInt64: Subscriber] = [:]
     var followers: [JobID: [UInt64: Subscriber]] = [:]
