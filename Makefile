@@ -1,6 +1,8 @@
 # Herald — build, test, demo and install.
 #   make demo      run nginx + herald-fcgi + herald-runner on http://127.0.0.1:$(PORT)
-#   make test      every test: Swift unit tests, integration through nginx, headless browser
+#   make demo-django   the same with the example Django app (examples/django) on http://127.0.0.1:$(PORT)/
+#   make test      every test: Swift unit tests, the Python client's and the Django example's tests,
+#                  integration through nginx, headless browser
 #   make install   binaries, config example, nginx snippet, systemd units (PREFIX, DESTDIR)
 #   make bench     Herald against nchan and Django SSE on this machine -> docs/BENCHMARKS.md
 
@@ -18,7 +20,7 @@ RUN_PKGS    = nginx libfcgi-dev libssl-dev pkg-config
 TEST_PKGS   = $(RUN_PKGS) spawn-fcgi chromium chromium-driver python3-selenium python3-pytest python3-venv procps
 SUDO        = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build deps test-deps test unit-test integration-test demo install bench clean
+.PHONY: all build deps test-deps test unit-test python-test integration-test demo demo-django django-venv install bench clean
 
 all: build
 
@@ -34,17 +36,42 @@ build: deps
 
 test: test-deps
 	$(SWIFT) build -c $(CONFIG) --build-tests
-	$(MAKE) unit-test integration-test
+	$(MAKE) unit-test python-test integration-test
 
 unit-test:
 	$(SWIFT) test -c $(CONFIG) --skip-build
 
-integration-test:
+# The Python client's tests and the example Django app's view tests: no server, no Swift build
+# (the venv brings PyJWT to check tokens against).
+python-test: django-venv
+	$(DJANGO_VENV)/bin/python -m pytest -q clients/python/tests
+	cd examples/django && .venv/bin/python manage.py test reports
+
+integration-test: django-venv
 	HERALD_BIN_DIR="$(BUILD_DIR)" $(PYTHON) -m pytest -q tests
 
 # The stack on http://127.0.0.1:$(PORT)/herald/ with a private state dir in .demo/; Ctrl-C stops it.
 demo: build
 	$(PYTHON) scripts/herald_stack.py demo --port $(PORT) --bin-dir "$(BUILD_DIR)"
+
+# The same stack with the example Django app behind the same nginx (gunicorn); prints a demo login.
+demo-django: build django-venv
+	$(PYTHON) scripts/herald_stack.py demo-django --port $(PORT) --bin-dir "$(BUILD_DIR)"
+
+# The example's virtual environment: Django 5.2 LTS, gunicorn and the client from this tree (plus
+# PyJWT and pytest for the client's tests). Made once, redone when a requirement or the client changes.
+DJANGO_VENV = examples/django/.venv
+CLIENT_SRC  = clients/python/pyproject.toml $(wildcard clients/python/src/herald/*.py)
+
+django-venv: $(DJANGO_VENV)/.installed
+
+$(DJANGO_VENV)/.installed: examples/django/requirements.txt examples/django/requirements-test.txt $(CLIENT_SRC)
+	@scripts/ensure-packages python3-venv
+	[ -x $(DJANGO_VENV)/bin/python ] || $(PYTHON) -m venv $(DJANGO_VENV)
+	$(DJANGO_VENV)/bin/pip install -q --disable-pip-version-check -r examples/django/requirements-test.txt
+	$(DJANGO_VENV)/bin/pip install -q --disable-pip-version-check --force-reinstall --no-deps ./clients/python
+	cd /tmp && $(CURDIR)/$(DJANGO_VENV)/bin/python -c "import herald, django; assert django.VERSION[:2] == (5, 2), django.VERSION"
+	touch $@
 
 # BIN_DIR=DIR installs already built binaries (the tests pass the debug ones);
 # without it a release build is made first. Paths inside the installed files
@@ -82,4 +109,4 @@ bench:
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf .build .demo .test-tmp
+	rm -rf .build .demo .demo-django .test-tmp $(DJANGO_VENV)

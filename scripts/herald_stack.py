@@ -6,12 +6,17 @@ Used by `make demo`:
 
     /usr/bin/python3 scripts/herald_stack.py demo --port 8080 --bin-dir .build/debug
 
+`make demo-django` adds the example Django app (examples/django) behind the same nginx:
+
+    /usr/bin/python3 scripts/herald_stack.py demo-django --port 8080 --bin-dir .build/debug
+
 and by the tests (stdlib only, importable):
 
     from herald_stack import Stack
     with Stack(bin_dir, tmp_path, config_overrides={"heartbeat": "1s"}) as stack:
         status, headers, job = stack.json("POST", "/jobs", {"kind": "demo", "params": {}})
         stack.restart_fcgi()
+    with Stack(bin_dir, tmp_path, **django_site(tmp_path)) as stack:   # + gunicorn on stack.url + "/"
 
 Layout of the work directory:
 
@@ -22,6 +27,8 @@ Layout of the work directory:
                             log in nginx/herald-log.conf's format
     nginx-tmp/              nginx temp paths
     logs/                   herald-fcgi.log herald-runner.log nginx.log nginx-error.log nginx-access.log
+                            app.log (with an app server)
+    app.sock                the app server's socket (a short /tmp path if this one is too long)
 
 herald.conf is nginx/herald.conf with its two rewritable strings replaced: the
 socket `unix:/run/herald/fcgi.sock` and the web root `/usr/share/herald/web/`.
@@ -90,6 +97,10 @@ STATE_LAYOUT = ("tmp", "new", "jobs", "queue", "running", "slots", "cancel", "lo
 # Longest path a unix socket may have (sun_path is 108 bytes with the NUL).
 MAX_SOCKET_PATH = 100
 
+DJANGO_DIR = os.path.join(REPO, "examples", "django")
+DJANGO_PYTHON = os.path.join(DJANGO_DIR, ".venv", "bin", "python")
+DEMO_PASSWORD = "herald-demo"
+
 
 def nginx_conf_text(workdir: str, listen: str, server_body: str, *, error_log: str, access_log: str = "off",
                     http_head: str = "", main_head: str = "") -> str:
@@ -150,6 +161,35 @@ def read_token(secret: str, claims: dict) -> str:
 
 class StackError(RuntimeError):
     """The stack could not start (the message carries the tail of every log)."""
+
+
+class AppServer:
+    """A web application behind the stack's nginx, on the same origin as Herald: nginx
+    proxies every path Herald's snippet does not serve (`location /`) to its unix socket.
+
+    argv    the command; `{socket}` in an argument becomes the socket path
+    env     its environment (the stack adds HERALD_URL, the stack's own URL)
+    ready   a path that must answer below 500 through nginx before the stack counts as started
+    """
+
+    def __init__(self, argv: list, env: dict | None = None, cwd: str | None = None, ready: str = "/"):
+        self.argv = list(argv)
+        self.env = dict(env or {})
+        self.cwd = cwd
+        self.ready = ready
+
+
+def nginx_app_location(socket_path: str) -> str:
+    """The nginx location that hands the rest of the site to an app server (gunicorn) on socket_path."""
+    return f"""        location / {{
+            proxy_pass http://unix:{socket_path}:;
+            proxy_http_version 1.1;
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_redirect off;
+            proxy_read_timeout 60s;
+        }}"""
 
 
 # ---------------------------------------------------------------------------
@@ -314,6 +354,8 @@ class Stack:
                       on fd 0 (like spawn-fcgi); 'systemd': on fd 3 with LISTEN_FDS=1.
                       With the last two the socket survives restart_fcgi().
     fcgi_open_files   start herald-fcgi with this RLIMIT_NOFILE (soft and hard), via prlimit
+    app               an AppServer (say gunicorn) nginx proxies `location /` to, started after
+                      herald-fcgi and stopped with the rest; django_site() makes one
     demo_owner        sign the page's visitor in as this owner, as an app would: a read-token secret
                       in the config, and POST /herald-demo/login setting the herald_token cookie
                       (HttpOnly, SameSite=Lax, a 24 h token for `sub` = demo_owner)
@@ -323,7 +365,8 @@ class Stack:
                  runner: bool = True, fcgi_args=(), runner_args=(), fcgi_mode: str = "socket",
                  host: str = "127.0.0.1", web_dir: str = WEB_DIR, nginx: str | None = None,
                  start_timeout: float = 30.0, stop_grace: float = 10.0, env: dict | None = None,
-                 fcgi_open_files: int | None = None, demo_owner: str | None = None):
+                 fcgi_open_files: int | None = None, app: AppServer | None = None,
+                 demo_owner: str | None = None):
         if fcgi_mode not in ("socket", "stdin", "systemd"):
             raise ValueError(f"fcgi_mode must be socket, stdin or systemd, not {fcgi_mode!r}")
         self.bin_dir = os.path.abspath(str(bin_dir))
@@ -342,6 +385,7 @@ class Stack:
         self.stop_grace = stop_grace
         self.extra_env = env or {}
         self.fcgi_open_files = fcgi_open_files
+        self.app = app
         self.demo_owner = demo_owner
         self.read_secret = secrets.token_hex(32) if demo_owner else None
 
@@ -352,11 +396,13 @@ class Stack:
         self.logs_dir = os.path.join(self.workdir, "logs")
         self.nginx_conf = os.path.join(self.workdir, "nginx.conf")
         self.socket_path = os.path.join(self.workdir, "fcgi.sock")
+        self.app_socket_path = os.path.join(self.workdir, "app.sock")
         self._socket_tmpdir = None
         self.config: dict = {}
 
         self.fcgi_proc: subprocess.Popen | None = None
         self.runner_proc: subprocess.Popen | None = None
+        self.app_proc: subprocess.Popen | None = None
         self.nginx_proc: subprocess.Popen | None = None
         self._listen_sock: socket.socket | None = None
         self._started = False
@@ -374,7 +420,7 @@ class Stack:
         return self.url + "/herald/"
 
     def log_path(self, name: str) -> str:
-        """name: herald-fcgi, herald-runner, nginx, nginx-error, nginx-access."""
+        """name: herald-fcgi, herald-runner, nginx, nginx-error, nginx-access, app (the app server's output)."""
         aliases = {"fcgi": "herald-fcgi", "runner": "herald-runner", "access": "nginx-access", "error": "nginx-error"}
         return os.path.join(self.logs_dir, aliases.get(name, name) + ".log")
 
@@ -411,18 +457,23 @@ class Stack:
 
     def diagnostics(self) -> str:
         parts = []
-        for name, proc in (("herald-fcgi", self.fcgi_proc), ("herald-runner", self.runner_proc), ("nginx", self.nginx_proc)):
+        for name, proc in self._processes():
             state = "not started" if proc is None else ("running" if proc.poll() is None else f"exited {proc.returncode}")
             parts.append(f"--- {name} ({state}): {self.log_path(name)}\n{self.log_tail(name)}")
         parts.append(f"--- nginx error log: {self.log_path('nginx-error')}\n{self.log_tail('nginx-error')}")
         return "\n".join(parts)
 
+    def _processes(self) -> list:
+        named = [("herald-fcgi", self.fcgi_proc), ("herald-runner", self.runner_proc), ("nginx", self.nginx_proc)]
+        return named + ([("app", self.app_proc)] if self.app else [])
+
     # -- configuration ----------------------------------------------------------
 
     def _choose_socket_path(self) -> None:
-        if len(self.socket_path) > MAX_SOCKET_PATH:
+        if len(self.socket_path) > MAX_SOCKET_PATH or len(self.app_socket_path) > MAX_SOCKET_PATH:
             self._socket_tmpdir = tempfile.mkdtemp(prefix="herald-sock-")
             self.socket_path = os.path.join(self._socket_tmpdir, "fcgi.sock")
+            self.app_socket_path = os.path.join(self._socket_tmpdir, "app.sock")
 
     def write_config(self) -> str:
         base = {
@@ -477,7 +528,8 @@ class Stack:
         conf = nginx_conf_text(
             self.workdir, f"{self.host}:{self.port}",
             "        server_name localhost;\n        include herald.conf;\n"
-            "        location = / {\n            return 302 /herald/;\n        }" + login,
+            + (nginx_app_location(self.app_socket_path) if self.app else
+               "        location = / {\n            return 302 /herald/;\n        }") + login,
             error_log=self.log_path("nginx-error"),
             access_log=f"{self.log_path('nginx-access')} herald",
             # The shipped format (no token ever written), so tests see what production logs.
@@ -508,8 +560,8 @@ class Stack:
         log.flush()
         kw.setdefault("stdin", subprocess.DEVNULL)
         kw.setdefault("env", self._env())
-        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
-                                start_new_session=True, **kw)
+        kw.setdefault("cwd", self.workdir)
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **kw)
 
     def _check_bins(self) -> None:
         missing = [p for p in (self.fcgi_bin, self.runner_bin) if not os.access(p, os.X_OK)]
@@ -558,6 +610,19 @@ class Stack:
                                                 "-e", self.log_path("nginx-error")])
         return self.nginx_proc
 
+    def start_app(self) -> subprocess.Popen:
+        try:
+            os.unlink(self.app_socket_path)
+        except FileNotFoundError:
+            pass
+        argv = [a.replace("{socket}", self.app_socket_path) for a in self.app.argv]
+        env = {**self._env(), **self.app.env, "HERALD_URL": self.url}
+        self.app_proc = self._spawn("app", argv, env=env, **({"cwd": self.app.cwd} if self.app.cwd else {}))
+        return self.app_proc
+
+    def stop_app(self, grace: float | None = None) -> int | None:
+        return stop_process(self.app_proc, self.stop_grace if grace is None else grace)
+
     def stop_fcgi(self, grace: float | None = None) -> int | None:
         code = stop_process(self.fcgi_proc, self.stop_grace if grace is None else grace)
         return code
@@ -603,19 +668,47 @@ class Stack:
                 if self.fcgi_proc is None:
                     self.ensure_state_layout()
                     self.start_fcgi()
+                if self.app and self.app_proc is None:
+                    self.start_app()
                 self.start_nginx()
                 if self._wait_nginx_bound():
                     break
-                # Lost the race for the port: try another one.
+                # Lost the race for the port: try another one (the app learns the new URL).
                 stop_process(self.nginx_proc, 2)
                 self.nginx_proc = None
+                if self.app:
+                    stop_process(self.app_proc, 2)
+                    self.app_proc = None
                 if self.requested_port != 0 or "Address already in use" not in self.read_log("nginx-error"):
                     raise StackError(f"nginx did not start on port {self.port}\n" + self.diagnostics())
             self.wait_healthy()
+            if self.app:
+                self.wait_app_ready()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def wait_app_ready(self, timeout: float | None = None) -> None:
+        """Wait until the app server answers its ready path through nginx (any status below 500)."""
+        timeout = self.start_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while True:
+            if self.app_proc.poll() is not None:
+                raise StackError(f"the app server exited with status {self.app_proc.returncode} during start-up\n"
+                                 + self.diagnostics())
+            try:
+                status, _, body = self.request("GET", self.app.ready, timeout=2)
+                if status < 500:
+                    return
+                last = f"HTTP {status}: {body[:200]!r}"
+            except OSError as e:
+                last = str(e)
+            if time.monotonic() > deadline:
+                raise StackError(f"GET {self.url}{self.app.ready} did not answer within {timeout}s (last: {last})\n"
+                                 + self.diagnostics())
+            time.sleep(0.1)
 
     def ensure_state_layout(self, timeout: float = 15.0) -> None:
         """Wait for the runner to create the state directory (or create it without a runner)."""
@@ -673,7 +766,7 @@ class Stack:
     def stop(self) -> None:
         """Stop nginx, herald-fcgi and herald-runner (always safe to call again)."""
         # nginx first so no new requests arrive; QUIT would wait for open streams.
-        for attr in ("nginx_proc", "fcgi_proc", "runner_proc"):
+        for attr in ("nginx_proc", "app_proc", "fcgi_proc", "runner_proc"):
             proc = getattr(self, attr)
             try:
                 stop_process(proc, self.stop_grace)
@@ -750,6 +843,65 @@ class Stack:
 
 
 # ---------------------------------------------------------------------------
+# the example Django app (examples/django)
+
+
+def _write_secret(path: str, text: str) -> str:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(text + "\n")
+    return path
+
+
+def django_site(workdir, python: str = DJANGO_PYTHON, pages: int = 10, page_ms: int = 500,
+                read_token_ttl: int = 600, password: str = DEMO_PASSWORD) -> dict:
+    """Stack keyword arguments (config_overrides, app) for examples/django behind the stack's nginx.
+
+    Writes a submitter token and a read-token secret into workdir, configures Herald with
+    them (no anonymous submit, require_read_token: true) and the `report` kind (the example's
+    job program, run by `python`: pages of page_ms each), migrates the site's SQLite database
+    in workdir, creates the demo users alice and bob with `password`, and runs the site with
+    gunicorn from the same virtual environment (`make django-venv` makes it)."""
+    if not os.access(python, os.X_OK):
+        raise StackError(f"{python} is missing: `make django-venv` creates the example's virtual environment")
+    gunicorn = os.path.join(os.path.dirname(python), "gunicorn")
+    workdir = os.path.abspath(str(workdir))
+    os.makedirs(workdir, exist_ok=True)
+    token_file = _write_secret(os.path.join(workdir, "submit-tokens"), secrets.token_urlsafe(32))
+    secret_file = _write_secret(os.path.join(workdir, "read-token.secret"), secrets.token_hex(32))
+    env = {
+        "DJANGO_SETTINGS_MODULE": "reportsite.settings",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
+        "DJANGO_DB_PATH": os.path.join(workdir, "django.sqlite3"),
+        "HERALD_SUBMIT_TOKEN_FILE": token_file,
+        "HERALD_READ_TOKEN_SECRET_FILE": secret_file,
+        "HERALD_READ_TOKEN_TTL": str(read_token_ttl),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("HERALD_", "DJANGO_", "LISTEN_"))}
+    for command in (["migrate", "--noinput"], ["demo_users", "--password", password]):
+        r = subprocess.run([python, "manage.py", *command], cwd=DJANGO_DIR, env={**base_env, **env},
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if r.returncode != 0:
+            raise StackError(f"manage.py {command[0]} failed ({r.returncode}):\n{r.stdout[-3000:]}")
+    config = {
+        "allow_anonymous_submit": False,
+        "submit_tokens_file": token_file,
+        "read_token_secret_file": secret_file,
+        "require_read_token": True,
+        "kinds": {"report": {
+            "command": [python, os.path.join(DJANGO_DIR, "jobs", "make_report.py"),
+                        "--pages", str(pages), "--page-ms", str(page_ms)],
+            "params": {"month": "^[0-9]{4}-(0[1-9]|1[0-2])$"},
+            "timeout": "10m",
+        }},
+    }
+    argv = [gunicorn, "--bind", "unix:{socket}", "--workers", "2", "--threads", "4",
+            "--graceful-timeout", "5", "--access-logfile", "-", "reportsite.wsgi:application"]
+    return {"config_overrides": config, "app": AppServer(argv, env, cwd=DJANGO_DIR, ready="/accounts/login/")}
+
+
+# ---------------------------------------------------------------------------
 # CLI
 
 
@@ -761,23 +913,16 @@ def _on_sigterm(signum, frame):
     raise _Terminate()
 
 
-def demo(args) -> int:
-    workdir = os.path.abspath(args.workdir or os.path.join(REPO, ".demo"))
-    if args.workdir is None and os.path.isdir(workdir):
-        shutil.rmtree(workdir)  # a fresh state directory every time
+def _run_until_stopped(stack: "Stack", banner) -> int:
+    """Start the stack, print banner(stack), and keep it up until Ctrl-C, SIGTERM or a process exits."""
     # Also SIGINT: a shell may start us with it ignored (background job), yet Ctrl-C must stop the stack.
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _on_sigterm)
-    stack = Stack(args.bin_dir, workdir, port=args.port, host=args.host,
-                  config_overrides={"workers": args.workers}, demo_owner="demo")
     try:
         stack.start()
-        print(f"Herald demo: {stack.demo_url}", flush=True)
-        print(f"  API:   {stack.url}/jobs    (curl -X POST {stack.url}/jobs -H 'Content-Type: application/json' "
-              "-d '{\"kind\":\"demo\",\"params\":{\"steps\":\"5\",\"interval_ms\":\"200\"}}')")
-        print(f"  state: {stack.state_dir}\n  logs:  {stack.logs_dir}\nCtrl-C stops nginx, herald-fcgi and herald-runner.", flush=True)
+        print(banner(stack), flush=True)
         while True:
-            for name, proc in (("herald-fcgi", stack.fcgi_proc), ("herald-runner", stack.runner_proc), ("nginx", stack.nginx_proc)):
+            for name, proc in stack._processes():
                 if proc.poll() is not None:
                     print(f"{name} exited with status {proc.returncode}\n" + stack.diagnostics(), file=sys.stderr)
                     return 1
@@ -792,6 +937,46 @@ def demo(args) -> int:
         stack.stop()
 
 
+def _fresh_workdir(args, name: str) -> str:
+    workdir = os.path.abspath(args.workdir or os.path.join(REPO, name))
+    if args.workdir is None and os.path.isdir(workdir):
+        shutil.rmtree(workdir)  # a fresh state directory every time
+    return workdir
+
+
+def demo(args) -> int:
+    workdir = _fresh_workdir(args, ".demo")
+    stack = Stack(args.bin_dir, workdir, port=args.port, host=args.host,
+                  config_overrides={"workers": args.workers}, demo_owner="demo")
+
+    def banner(stack):
+        return (f"Herald demo: {stack.demo_url}\n"
+                f"  API:   {stack.url}/jobs    (curl -X POST {stack.url}/jobs -H 'Content-Type: application/json' "
+                "-d '{\"kind\":\"demo\",\"params\":{\"steps\":\"5\",\"interval_ms\":\"200\"}}')\n"
+                f"  state: {stack.state_dir}\n  logs:  {stack.logs_dir}\n"
+                "Ctrl-C stops nginx, herald-fcgi and herald-runner.")
+    return _run_until_stopped(stack, banner)
+
+
+def demo_django(args) -> int:
+    workdir = _fresh_workdir(args, ".demo-django")
+    try:
+        site = django_site(workdir, python=args.python)
+    except StackError as e:
+        print(f"herald_stack: {e}", file=sys.stderr)
+        return 1
+    site["config_overrides"]["workers"] = args.workers
+    stack = Stack(args.bin_dir, workdir, port=args.port, host=args.host, **site)
+
+    def banner(stack):
+        return (f"Herald + Django example: {stack.url}/\n"
+                f"  log in as alice (or bob), password {DEMO_PASSWORD}; two browsers show that each sees only their own jobs\n"
+                f"  the job program: examples/django/jobs/make_report.py   the view: examples/django/reports/views.py\n"
+                f"  state: {stack.state_dir}\n  logs:  {stack.logs_dir} (app.log is gunicorn's)\n"
+                "Ctrl-C stops nginx, herald-fcgi, herald-runner and gunicorn.")
+    return _run_until_stopped(stack, banner)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Run nginx + herald-fcgi + herald-runner unprivileged.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -801,9 +986,18 @@ def main(argv=None) -> int:
     p.add_argument("--bin-dir", required=True, help="directory with herald-fcgi and herald-runner")
     p.add_argument("--workdir", help="where state, logs and nginx files go (default: REPO/.demo, wiped)")
     p.add_argument("--workers", type=int, default=4, help="jobs run at once (default 4)")
+    d = sub.add_parser("demo-django", help="run the stack with the example Django app until Ctrl-C")
+    d.add_argument("--port", type=int, default=8080, help="nginx port (0: a free one; default 8080)")
+    d.add_argument("--host", default="127.0.0.1", help="address nginx listens on (default 127.0.0.1)")
+    d.add_argument("--bin-dir", required=True, help="directory with herald-fcgi and herald-runner")
+    d.add_argument("--python", default=DJANGO_PYTHON, help="the example's virtual environment's python")
+    d.add_argument("--workdir", help="where state, logs, database and secrets go (default: REPO/.demo-django, wiped)")
+    d.add_argument("--workers", type=int, default=4, help="jobs run at once (default 4)")
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo(args)
+    if args.command == "demo-django":
+        return demo_django(args)
     return 64
 
 

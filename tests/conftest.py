@@ -9,6 +9,7 @@
                 (any keyword argument of Stack).
     make_stack  a factory: make_stack(**kwargs) -> started Stack; all stopped afterwards.
     browser     headless Chromium through Debian's chromium-driver (selenium).
+    make_browser  a factory of them, each with its own cookies (one per user).
 
 When a test using a stack fails, the tail of every process's log is printed.
 """
@@ -79,8 +80,7 @@ def stack(make_stack, request):
         pytest.fail(str(e), pytrace=False)
 
 
-@pytest.fixture
-def browser(request):
+def _new_browser():
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
@@ -98,11 +98,29 @@ def browser(request):
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
     driver.set_script_timeout(30)
-    yield driver
-    if _failed(request):
-        try:
-            for entry in driver.get_log("browser"):
-                print("browser console:", entry.get("level"), entry.get("message"))
-        except Exception:
-            pass
-    driver.quit()
+    return driver
+
+
+@pytest.fixture
+def make_browser(request):
+    """A factory of headless Chromiums, each its own profile (cookies apart): one per user."""
+    drivers = []
+
+    def make():
+        drivers.append(_new_browser())
+        return drivers[-1]
+
+    yield make
+    for n, driver in enumerate(drivers):
+        if _failed(request):
+            try:
+                for entry in driver.get_log("browser"):
+                    print(f"browser {n} console:", entry.get("level"), entry.get("message"))
+            except Exception:
+                pass
+        driver.quit()
+
+
+@pytest.fixture
+def browser(make_browser):
+    return make_browser()
