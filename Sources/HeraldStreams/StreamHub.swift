@@ -27,9 +27,12 @@ public final class StreamHub: @unchecked Sendable {
     private let inboxSignal: EventFD
     private let epoll: Epoll
     private let watcher: any StoreWatcher
-    /// Reads whose number grows with the jobs kept (dashboard snapshots, overflow resyncs), off this thread.
-    private var reader: HubReader!
-    /// The most job files the hub thread reads in one round; the reader reads the rest.
+    /// Reads whose number grows with the jobs kept, off this thread: dashboard snapshots (seconds
+    /// with 100,000 jobs) on one, the changed jobs only dashboards care about on the other, so
+    /// that those never wait behind a snapshot.
+    private var snapshotReader: HubReader!
+    private var changeReader: HubReader!
+    /// The most followed jobs the hub thread reads in one round; a reader reads the rest.
     static let readsPerRound = 128
 
     var subscribers: [UInt64: Subscriber] = [:]
@@ -81,7 +84,8 @@ public final class StreamHub: @unchecked Sendable {
         watcher = try store.watch()
         try epoll.add(inboxSignal.fd, events: Epoll.readable, token: StreamHub.inboxToken)
         if let fd = watcher.fd { try epoll.add(FileDescriptor(rawValue: fd), events: Epoll.readable, token: StreamHub.watcherToken) }
-        reader = HubReader(store: store, urlPrefix: urlPrefix) { [unowned self] in send($0) }
+        snapshotReader = HubReader(store: store, urlPrefix: urlPrefix) { [unowned self] in send($0) }
+        changeReader = HubReader(store: store, urlPrefix: urlPrefix) { [unowned self] in send($0) }
     }
 
     /// Starts the hub thread.
@@ -90,7 +94,8 @@ public final class StreamHub: @unchecked Sendable {
         thread.name = "herald-hub"
         thread.stackSize = 1 << 20
         thread.start()
-        reader.start()
+        snapshotReader.start()
+        changeReader.start()
     }
 
     /// Hands a stream to the hub (from any thread); its headers have not been written yet.
@@ -228,7 +233,7 @@ public final class StreamHub: @unchecked Sendable {
             // change is, and one before it is in the listing (merged by seq when both arrive).
             dashboards.insert(token)
             sub.snapshot = DashboardSnapshot()
-            reader.snapshot(for: token)
+            snapshotReader.snapshot(for: token)
         }
         catchUp(sub)
     }
@@ -261,7 +266,7 @@ public final class StreamHub: @unchecked Sendable {
         if !reads.later.isEmpty {
             // A job that ended before every open dashboard connected is no news to any of them.
             let oldest = dashboards.compactMap { subscribers[$0]?.connectedAt }.min()
-            reader.read(reads.later, endedBefore: oldest.map { $0 - 1000 } ?? .max)
+            changeReader.read(reads.later, endedBefore: oldest.map { $0 - 1000 } ?? .max)
         }
     }
 
