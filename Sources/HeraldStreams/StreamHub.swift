@@ -354,6 +354,7 @@ public final class StreamHub: @unchecked Sendable {
         if countsAsEvent { metrics.eventsSent.add(1, ordering: .relaxed) }
         if sub.isBlocked {
             sub.outbox.append(contentsOf: bytes)
+            metrics.unsentBytes.add(bytes.count, ordering: .relaxed)
             if sub.outbox.count - sub.outboxStart > maxOutboxBytes {
                 metrics.slowClientsDropped.add(1, ordering: .relaxed)
                 log("warning: dropped a stream whose client fell more than \(maxOutboxBytes) bytes behind")
@@ -371,6 +372,7 @@ public final class StreamHub: @unchecked Sendable {
         // The rest of a frame shared by many subscribers (one job's status, one log piece) stays shared: no copy each.
         sub.outbox = bytes
         sub.outboxStart = taken
+        metrics.unsentBytes.add(bytes.count - taken, ordering: .relaxed)
         sub.blockedSince = Clock.monotonicMilliseconds()
         blocked.insert(sub.token)
         try? epoll.modify(sub.fd, events: Epoll.peerHangUp | Epoll.writable, token: sub.token)
@@ -390,6 +392,7 @@ public final class StreamHub: @unchecked Sendable {
             }
             if n == 0 { return }
             metrics.bytesSent.add(n, ordering: .relaxed)
+            metrics.unsentBytes.subtract(n, ordering: .relaxed)
             sub.outboxStart += n
         }
         sub.outbox = []
@@ -416,6 +419,9 @@ public final class StreamHub: @unchecked Sendable {
         sub.closed = true
         epoll.remove(sub.fd)
         sub.fd.close()
+        metrics.unsentBytes.subtract(sub.outbox.count - sub.outboxStart, ordering: .relaxed)
+        sub.outbox = []
+        sub.outboxStart = 0
         subscribers[sub.token] = nil
         blocked.remove(sub.token)
         logBacklog.remove(sub.token)
