@@ -491,9 +491,9 @@ def test_metrics_is_prometheus_text_with_the_named_series(stack):
         assert line.startswith("# HELP ") or line.startswith("# TYPE ") or sample.match(line), line
     for name, kind in (("herald_open_streams", "gauge"), ("herald_events_sent_total", "counter"),
                        ("herald_stream_bytes_sent_total", "counter"), ("herald_slow_clients_dropped_total", "counter"),
-                       ("herald_requests_total", "counter"), ("herald_jobs", "gauge")):
+                       ("herald_stream_unsent_bytes", "gauge"), ("herald_requests_total", "counter"), ("herald_jobs", "gauge")):
         assert f"# TYPE {name} {kind}" in text, name
-    assert metric(stack, "herald_open_streams") == 0
+    assert metric(stack, "herald_open_streams") == 0 and metric(stack, "herald_stream_unsent_bytes") == 0
     assert metric(stack, "herald_jobs", '{state="queued"}') == 1
     assert metric(stack, "herald_requests_total", '{route="submit",status="201"}') == 1
     assert metric(stack, "herald_requests_total", '{route="job",status="200"}') == 1

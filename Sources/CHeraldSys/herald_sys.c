@@ -62,6 +62,7 @@ int herald_is_file_at(int fd, const char *path) {
 
 int herald_memfd_create(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 int herald_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
+int herald_nice_this_thread(int nice) { return setpriority(PRIO_PROCESS, (id_t)gettid(), nice); }
 int herald_spawn_closefrom(posix_spawn_file_actions_t *actions, int from) { return posix_spawn_file_actions_addclosefrom_np(actions, from); }
 
 long herald_raise_open_files(void) {

@@ -43,6 +43,8 @@ extension HeraldAPI {
         metric("herald_stream_bytes_sent_total", "counter", "Bytes written to streams.", [("", metrics.bytesSent.load(ordering: .relaxed))])
         metric("herald_slow_clients_dropped_total", "counter", "Streams dropped because the client did not read.",
                [("", metrics.slowClientsDropped.load(ordering: .relaxed))])
+        metric("herald_stream_unsent_bytes", "gauge", "Bytes held for streams whose client has not read them yet.",
+               [("", metrics.unsentBytes.load(ordering: .relaxed))])
         metric("herald_stream_hangups_total", "counter", "Streams closed by the client.", [("", metrics.clientsHungUp.load(ordering: .relaxed))])
         var samples: [(String, Int)] = []
         for (route, byStatus) in requests.snapshot.sorted(by: { $0.key < $1.key }) {

@@ -91,6 +91,14 @@ public enum ChildProcess {
     }
 }
 
+/// The calling thread.
+public enum ThisThread {
+    /// Lowers its CPU priority to `nice` (0-19), leaving the process's other threads theirs.
+    public static func lowerPriority(nice: Int32) throws(SystemError) {
+        try retryingEINTR("setpriority(thread)") { herald_nice_this_thread(nice) }
+    }
+}
+
 /// Process-wide signal set-up.
 public enum Signals {
     /// Blocks `signals` in the calling thread (call before starting threads so all inherit it).

@@ -27,9 +27,12 @@ public final class StreamHub: @unchecked Sendable {
     private let inboxSignal: EventFD
     private let epoll: Epoll
     private let watcher: any StoreWatcher
-    /// Reads whose number grows with the jobs kept (dashboard snapshots, overflow resyncs), off this thread.
-    private var reader: HubReader!
-    /// The most job files the hub thread reads in one round; the reader reads the rest.
+    /// Reads whose number grows with the jobs kept, off this thread: dashboard snapshots (seconds
+    /// with 100,000 jobs) on one, the changed jobs only dashboards care about on the other, so
+    /// that those never wait behind a snapshot.
+    private var snapshotReader: HubReader!
+    private var changeReader: HubReader!
+    /// The most followed jobs the hub thread reads in one round; a reader reads the rest.
     static let readsPerRound = 128
 
     var subscribers: [UInt64: Subscriber] = [:]
@@ -85,7 +88,8 @@ public final class StreamHub: @unchecked Sendable {
         watcher = try store.watch()
         try epoll.add(inboxSignal.fd, events: Epoll.readable, token: StreamHub.inboxToken)
         if let fd = watcher.fd { try epoll.add(FileDescriptor(rawValue: fd), events: Epoll.readable, token: StreamHub.watcherToken) }
-        reader = HubReader(store: store, urlPrefix: urlPrefix) { [unowned self] in send($0) }
+        snapshotReader = HubReader(store: store, urlPrefix: urlPrefix) { [unowned self] in send($0) }
+        changeReader = HubReader(store: store, urlPrefix: urlPrefix) { [unowned self] in send($0) }
     }
 
     /// Starts the hub thread.
@@ -94,7 +98,8 @@ public final class StreamHub: @unchecked Sendable {
         thread.name = "herald-hub"
         thread.stackSize = 1 << 20
         thread.start()
-        reader.start()
+        snapshotReader.start()
+        changeReader.start()
     }
 
     /// Hands a stream to the hub (from any thread); its headers have not been written yet.
@@ -233,11 +238,11 @@ public final class StreamHub: @unchecked Sendable {
         case .dashboard:
             dashboards.insert(token)
             sub.snapshot = DashboardSnapshot()
-            reader.snapshot(for: token, owner: nil)
+            snapshotReader.snapshot(for: token, owner: nil)
         case let .owner(owner):
             ownerStreams[owner, default: []].insert(token)
             sub.snapshot = DashboardSnapshot()
-            reader.snapshot(for: token, owner: owner)
+            snapshotReader.snapshot(for: token, owner: owner)
         case .job, .jobs: break
         }
         catchUp(sub)
@@ -273,7 +278,7 @@ public final class StreamHub: @unchecked Sendable {
             // A job that ended before every open dashboard connected is no news to any of them.
             let oldest = (dashboards.compactMap { subscribers[$0]?.connectedAt }
                 + ownerStreams.values.flatMap { $0.compactMap { subscribers[$0]?.connectedAt } }).min()
-            reader.read(reads.later, endedBefore: oldest.map { $0 - 1000 } ?? .max)
+            changeReader.read(reads.later, endedBefore: oldest.map { $0 - 1000 } ?? .max)
         }
     }
 
@@ -362,6 +367,7 @@ public final class StreamHub: @unchecked Sendable {
         if countsAsEvent { metrics.eventsSent.add(1, ordering: .relaxed) }
         if sub.isBlocked {
             sub.outbox.append(contentsOf: bytes)
+            metrics.unsentBytes.add(bytes.count, ordering: .relaxed)
             if sub.outbox.count - sub.outboxStart > maxOutboxBytes {
                 metrics.slowClientsDropped.add(1, ordering: .relaxed)
                 log("warning: dropped a stream whose client fell more than \(maxOutboxBytes) bytes behind")
@@ -379,6 +385,7 @@ public final class StreamHub: @unchecked Sendable {
         // The rest of a frame shared by many subscribers (one job's status, one log piece) stays shared: no copy each.
         sub.outbox = bytes
         sub.outboxStart = taken
+        metrics.unsentBytes.add(bytes.count - taken, ordering: .relaxed)
         sub.blockedSince = Clock.monotonicMilliseconds()
         blocked.insert(sub.token)
         try? epoll.modify(sub.fd, events: Epoll.peerHangUp | Epoll.writable, token: sub.token)
@@ -398,6 +405,7 @@ public final class StreamHub: @unchecked Sendable {
             }
             if n == 0 { return }
             metrics.bytesSent.add(n, ordering: .relaxed)
+            metrics.unsentBytes.subtract(n, ordering: .relaxed)
             sub.outboxStart += n
         }
         sub.outbox = []
@@ -424,6 +432,9 @@ public final class StreamHub: @unchecked Sendable {
         sub.closed = true
         epoll.remove(sub.fd)
         sub.fd.close()
+        metrics.unsentBytes.subtract(sub.outbox.count - sub.outboxStart, ordering: .relaxed)
+        sub.outbox = []
+        sub.outboxStart = 0
         subscribers[sub.token] = nil
         blocked.remove(sub.token)
         logBacklog.remove(sub.token)

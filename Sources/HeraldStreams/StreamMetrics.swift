@@ -8,6 +8,8 @@ public final class StreamMetrics: Sendable {
     public let eventsSent = Atomic<Int>(0)
     public let bytesSent = Atomic<Int>(0)
     public let slowClientsDropped = Atomic<Int>(0)
+    /// Bytes written to the hub but not yet taken by streams' sockets (what slow clients cost in memory).
+    public let unsentBytes = Atomic<Int>(0)
     public let clientsHungUp = Atomic<Int>(0)
 
     public init() {}

@@ -37,6 +37,8 @@ int herald_is_file_at(int fd, const char *path);
 int herald_memfd_create(const char *name);
 /* prctl is variadic, which Swift cannot call. */
 int herald_set_child_subreaper(void);
+/// Sets the calling thread's nice value (Linux schedules threads apart).
+int herald_nice_this_thread(int nice);
 /* glibc declares it only with _GNU_SOURCE, which Swift does not define. */
 int herald_spawn_closefrom(posix_spawn_file_actions_t *actions, int from);
 /* Raises the soft RLIMIT_NOFILE to the hard one; returns the soft limit then in force, or -1. */
