@@ -210,8 +210,8 @@ extension DirectoryStore: RunnerStore {
     }
 
     /// The bytes of new/ID.json (nil when it is gone), read as what the web user may have put there:
-    /// a symlink is not followed (to /dev/zero it would exhaust memory), a FIFO is not waited on (it
-    /// would hang every runner), and only a regular file of at most `maxSubmissionBytes` is read.
+    /// a symlink is not followed (to /dev/zero it would exhaust memory), a FIFO or a leased file is not
+    /// waited on (it would hang every runner), and only a regular file of at most `maxSubmissionBytes` is read.
     /// A failure of the system rather than of the file (EMFILE, EIO) is thrown: the submission stays for the next pass.
     func readSubmission(_ id: JobID) throws(StoreError) -> Result<[UInt8]?, SubmissionRefused> {
         let path = submissionPath(id)
@@ -231,6 +231,8 @@ extension DirectoryStore: RunnerStore {
             case ENOENT: return .success(nil)
             case ELOOP: return .failure(SubmissionRefused(reason: "it is a symbolic link"))
             case EACCES, EPERM, ENXIO: return .failure(SubmissionRefused(reason: "it cannot be read: \(error)"))
+            // A write lease its owner (the web user) took: thrown, it would fail every pass of every runner.
+            case EWOULDBLOCK: return .failure(SubmissionRefused(reason: "another process holds a lease on it"))
             default: throw .unavailable(error.description)
             }
         }

@@ -172,6 +172,28 @@ import Testing
         #expect(FileSystem.exists(store.statusPath(fine.id)))
     }
 
+    @Test func aLeasedSubmissionIsRefusedWithoutStoppingEveryRunnersPass() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let fine = try fixture.submit()
+        // The web user owns its files in new/, so it may take a write lease on one (fcntl F_SETLEASE).
+        // Any other open of it then fails at once under O_NONBLOCK (EWOULDBLOCK) until the kernel breaks
+        // the lease 45 s later, and the holder may take it again. Before: ingest threw "state directory
+        // unavailable" on every pass, so no runner ingested, recovered, canceled or claimed anything.
+        let leased = try fixture.submit()
+        signal(SIGIO, SIG_IGN)  // the lease break notifies the holder: this process
+        let holder = try FileDescriptor.open(store.submissionPath(leased.id), O_RDONLY)
+        defer { holder.close() }
+        let setLease: Int32 = 1024  // F_SETLEASE: Linux-specific, not in Swift's Glibc (no _GNU_SOURCE)
+        try #require(fcntl(holder.rawValue, setLease, Int32(F_WRLCK)) == 0)
+        var reasons: [String: String] = [:]
+        #expect(try store.ingest(kinds: nil, refused: { name, why in reasons[name] = why }) == 1)
+        #expect(try store.job(fine.id)?.state == .queued)
+        #expect(reasons["\(leased.id.text).json"]?.contains("lease") == true)
+        #expect(!FileSystem.exists(store.submissionPath(leased.id)))
+        #expect(!FileSystem.exists(store.statusPath(leased.id)))
+    }
+
     @Test func theRunnerWritesJobStateThroughADirectoryTheWebUserCannotWrite() throws {
         let fixture = try StoreFixture()
         try fixture.deployForTwoUsers()
