@@ -130,8 +130,7 @@ extension DirectoryStore: RunnerStore {
                     try write(job, durable: false)
                     settled.append(id)
                 case let .refuse(refusal):
-                    refused(name, refusal.reason)
-                    unlinkQuietly(submissionPath(id))
+                    refused(name, "\(refusal.reason): \(removeFromNew(name))")
                 }
             }
             guard !ingested.isEmpty || !settled.isEmpty else { return 0 }
@@ -146,15 +145,19 @@ extension DirectoryStore: RunnerStore {
     /// Removes an entry of new/ that is no submission (nothing else would: the `.path` unit would start
     /// runners again and again until systemd's start limit failed it); says what it was and what was done.
     func removeStray(_ name: String) -> String {
+        "not a submission (those are named ID.json, with a job id): \(removeFromNew(name))"
+    }
+
+    /// Removes the entry `name` of new/ that ingest refused, a file or an empty directory; says what was done.
+    func removeFromNew(_ name: String) -> String {
         let path = "\(new)/\(name)"
-        let what = "not a submission (those are named ID.json, with a job id)"
         do {
             do { try FileSystem.unlink(path) } catch where error.errno == EISDIR {
                 try FileSystem.removeDirectory(path)
             }
-            return "\(what): removed"
+            return "removed"
         } catch {
-            return "\(what), and it cannot be removed (remove it by hand): \(error)"
+            return "it cannot be removed (remove it by hand): \(error)"
         }
     }
 

@@ -234,6 +234,22 @@ import Testing
         #expect(try store.job(job.id)?.state == .queued)
     }
 
+    @Test func anEmptyDirectoryNamedLikeASubmissionIsRemovedToo() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let job = try fixture.submit()
+        // Named ID.json, so not a stray by name: refused as not a regular file, but unlink(2) cannot
+        // remove a directory. Before: it stayed, logged at every pass, and the .path unit kept firing.
+        let id = JobID(milliseconds: UInt64(fixture.now().milliseconds), random: RandomSource.bytes(10))
+        try FileSystem.makeDirectory(store.submissionPath(id))
+        var reasons: [String: String] = [:]
+        #expect(try store.ingest(kinds: nil, refused: { name, why in reasons[name] = why }) == 1)
+        #expect(try FileSystem.list(store.new) == [])
+        let why = try #require(reasons["\(id.text).json"])
+        #expect(why.contains("not a regular file") && why.hasSuffix("removed"), "\(why)")
+        #expect(try store.job(job.id)?.state == .queued)
+    }
+
     @Test func aSubmissionWhoseParamsTheConfigNoLongerTakesFailsVisiblyInsteadOfVanishing() throws {
         let fixture = try StoreFixture()
         let store = fixture.store
@@ -448,7 +464,7 @@ import Testing
         try fixture.submit("\u{212A}pi")  // KELVIN SIGN: canonically equal, other slot lock files
         var reasons: [String] = []
         #expect(try fixture.store.ingest(kinds: kinds, refused: { _, why in reasons.append(why) }) == 0)
-        #expect(reasons == ["its kind is not spelled as configured"])
+        #expect(reasons == ["its kind is not spelled as configured: removed"])
     }
 
     /// The watcher's changes, waiting briefly for inotify to deliver them.
