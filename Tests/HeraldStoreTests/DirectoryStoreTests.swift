@@ -194,6 +194,41 @@ import Testing
         #expect(!FileSystem.exists(store.statusPath(leased.id)))
     }
 
+    @Test func listingAndLookingUpReadNewAsIngestDoesNeitherHangingOnAFifoNorFollowingASymlink() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let fine = try fixture.submit()
+        func id() -> JobID { JobID(milliseconds: UInt64(fixture.now().milliseconds), random: RandomSource.bytes(10)) }
+        // What the web user may put in new/ before a runner's next pass: `herald-runner list` and `status`
+        // (run as the runner's user, or root) read it too. Before: they opened it like a runner's own file,
+        // so a FIFO hung them for ever and a symlink to /dev/zero would have exhausted their memory.
+        let fifo = id()
+        #expect(mkfifo(store.submissionPath(fifo), 0o660) == 0)
+        let elsewhere = Job(id: id(), kind: "report", params: [:], now: fixture.now())
+        let target = fixture.root + "/elsewhere.json"
+        try FileDescriptor.open(target, O_WRONLY | O_CREAT).closeAfter { (fd) throws(SystemError) in
+            try fd.writeAll(DirectoryStore.encode(elsewhere))
+        }
+        #expect(symlink(target, store.submissionPath(elsewhere.id)) == 0)
+        let listed = Mutex<[JobID]?>(nil)
+        let lookup = Mutex<String?>(nil)
+        let reader = Thread {
+            listed.withLock { $0 = (try? store.jobs(JobFilter(limit: 500)))?.map(\.id) }
+            do { _ = try store.job(fifo) } catch { lookup.withLock { $0 = "\(error)" } }
+        }
+        reader.start()
+        for _ in 0..<300 where lookup.withLock({ $0 }) == nil { Thread.sleep(forTimeInterval: 0.01) }
+        let hung = lookup.withLock { $0 } == nil
+        #expect(!hung, "reading new/ hung on a FIFO")
+        while lookup.withLock({ $0 }) == nil {  // a writer frees each blocked open
+            _ = try? FileDescriptor.open(store.submissionPath(fifo), O_RDWR | O_NONBLOCK).close()
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        #expect(listed.withLock { $0 } == [fine.id])
+        #expect(lookup.withLock { $0 }?.contains("not a regular file") == true)
+        #expect(throws: StoreError.self) { try store.job(elsewhere.id) }
+    }
+
     @Test func theRunnerWritesJobStateThroughADirectoryTheWebUserCannotWrite() throws {
         let fixture = try StoreFixture()
         try fixture.deployForTwoUsers()
