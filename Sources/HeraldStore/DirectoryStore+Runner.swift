@@ -96,6 +96,10 @@ extension DirectoryStore: RunnerStore {
         // a job, nor carry params its kind would refuse. The file is read once and the runner writes
         // its own copy: renaming it would keep the web user as its owner, free to rewrite the queued
         // job, and could move a file swapped in after the checks.
+        // Checked submissions are committed in batches of at most `ingestBatchBytes` (or one), never
+        // all at once: a backlog in new/ held whole could exhaust the runner's memory at every start.
+        let batchSize = max(1, DirectoryStore.ingestBatchBytes / maxSubmissionBytes)
+        var ingested = 0
         var checked: [(id: JobID, intake: Intake)] = []
         for name in try names(new) {
             guard let id = DirectoryStore.id(fromFileName: name, suffix: ".json") else {
@@ -103,9 +107,20 @@ extension DirectoryStore: RunnerStore {
                 continue
             }
             checked.append((id, try checkedSubmission(id, kinds: kinds)))
+            if checked.count >= batchSize {
+                ingested += try commit(checked, refused: refused)
+                checked = []
+            }
         }
-        guard !checked.isEmpty else { return 0 }
-        return try withQueueLock { () throws(StoreError) -> Int in
+        return ingested + (checked.isEmpty ? 0 : try commit(checked, refused: refused))
+    }
+
+    /// How many bytes of checked submissions ingest holds at most before committing them.
+    static let ingestBatchBytes = 32 << 20
+
+    /// Takes checked submissions in under queue.lock; returns how many were queued.
+    private func commit(_ checked: [(id: JobID, intake: Intake)], refused: (String, String) -> Void) throws(StoreError) -> Int {
+        try withQueueLock { () throws(StoreError) -> Int in
             var ingested: [JobID] = []
             var settled: [JobID] = []  // submissions whose job is written (failed) or was already
             for (id, intake) in checked {

@@ -306,6 +306,32 @@ import Testing
         #expect(reasons.count == 1 && reasons[0].contains("param 'month'"))
     }
 
+    @Test func ingestCommitsAsItReadsSoAFloodedNewIsNeverHeldWhole() throws {
+        let fixture = try StoreFixture()
+        // With max_body_bytes of 8 MiB a submission may be 32 MiB: ingest may hold one at a time.
+        let store = try DirectoryStore(root: fixture.root, create: true, maxBodyBytes: 8 << 20)
+        // Fresh jobs whose params the kind refuses (reported when committed, under queue.lock) among
+        // strays (reported as they are read). Before: every submission in new/ was read and kept in
+        // memory before the first commit, so a backlog of many large ones (a flood while no runner ran)
+        // could exhaust a runner's memory at every start, and nothing would ever be ingested.
+        let kinds = ["report": KindConfig(name: "report", executor: .command(["/bin/true"]),
+                                          params: ["month": try ParamPattern("^[0-9]{4}-[0-9]{2}$")])]
+        for n in 0..<10 {
+            let time = fixture.now()
+            let job = Job(id: JobID(milliseconds: UInt64(time.milliseconds), random: RandomSource.bytes(10)), kind: "report",
+                          params: ["month": "never"], now: time)
+            try store.submit(job)
+            try FileDescriptor.open("\(store.new)/stray-\(n)", O_WRONLY | O_CREAT).close()
+        }
+        var order: [String] = []
+        #expect(try store.ingest(kinds: kinds, refused: { _, why in order.append(why.contains("not a submission") ? "read" : "committed") }) == 0)
+        #expect(order.count == 20)
+        let firstCommit = try #require(order.firstIndex(of: "committed"))
+        let lastRead = try #require(order.lastIndex(of: "read"))
+        #expect(firstCommit < lastRead, "ingest read all of new/ before committing any of it: \(order)")
+        #expect(try FileSystem.list(store.new) == [])
+    }
+
     @Test func aBacktrackingParamRegexIsCheckedWithoutHoldingTheQueueLock() throws {
         let fixture = try StoreFixture()
         let store = fixture.store
