@@ -122,15 +122,15 @@ extension DirectoryStore: RunnerStore {
     private func commit(_ checked: [(id: JobID, intake: Intake)], refused: (String, String) -> Void) throws(StoreError) -> Int {
         try withQueueLock { () throws(StoreError) -> Int in
             var ingested: [JobID] = []
-            var settled: [JobID] = []  // submissions whose job is written (failed) or was already
+            // Submissions whose job is written (failed) or was already, with why, for those refused.
+            var settled: [(id: JobID, refusal: String?)] = []
             for (id, intake) in checked {
                 let name = "\(id.text).json"
                 guard FileSystem.exists(submissionPath(id)) else { continue }  // another runner took it
                 // A job of that id may have appeared since the check (another runner took it), or be
                 // what a crashed ingest left: it stands, and the submission goes once jobs/ is durable.
                 if FileSystem.exists(statusPath(id)) {
-                    if case let .refuse(refusal) = intake { refused(name, refusal.reason) }
-                    settled.append(id)
+                    if case let .refuse(refusal) = intake { settled.append((id, refusal.reason)) } else { settled.append((id, nil)) }
                     continue
                 }
                 switch intake {
@@ -143,7 +143,7 @@ extension DirectoryStore: RunnerStore {
                 case let .fail(job):
                     refused(name, "\(job.error?.message ?? ""): the job is kept, failed")
                     try write(job, durable: false)
-                    settled.append(id)
+                    settled.append((id, nil))
                 case let .refuse(refusal):
                     refused(name, "\(refusal.reason): \(removeFromNew(name))")
                 }
@@ -152,7 +152,11 @@ extension DirectoryStore: RunnerStore {
             // Markers and jobs are durable before any submission goes: whatever a power cut keeps of
             // new/ (another writer's fsync of new/ may make an unlink durable early), a job is never nowhere.
             try syncDirectories([queue, jobsDir])
-            for id in ingested + settled { unlinkQuietly(submissionPath(id)) }
+            for id in ingested { unlinkQuietly(submissionPath(id)) }
+            for (id, refusal) in settled {
+                let name = "\(id.text).json", outcome = removeFromNew(name)
+                if let refusal { refused(name, "\(refusal): \(outcome)") }
+            }
             return ingested.count
         }
     }

@@ -285,6 +285,22 @@ import Testing
         #expect(try store.job(job.id)?.state == .queued)
     }
 
+    @Test func anEmptyDirectoryNamedLikeAnExistingJobsSubmissionIsRemovedToo() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let job = try fixture.submit()
+        #expect(try store.ingest() == 1)
+        // That job's id again, as a directory: refused (the job exists), and removed only once jobs/ is
+        // durable, with the others. Before: removed with unlink(2), so it stayed, like the one above.
+        try FileSystem.makeDirectory(store.submissionPath(job.id))
+        var reasons: [String: String] = [:]
+        #expect(try store.ingest(kinds: nil, refused: { name, why in reasons[name] = why }) == 0)
+        #expect(try FileSystem.list(store.new) == [])
+        let why = try #require(reasons["\(job.id.text).json"])
+        #expect(why.contains("exists already") && why.hasSuffix("removed"), "\(why)")
+        #expect(try store.job(job.id)?.state == .queued)
+    }
+
     @Test func aSubmissionWhoseParamsTheConfigNoLongerTakesFailsVisiblyInsteadOfVanishing() throws {
         let fixture = try StoreFixture()
         let store = fixture.store
