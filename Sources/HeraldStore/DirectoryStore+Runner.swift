@@ -96,6 +96,10 @@ extension DirectoryStore: RunnerStore {
         // a job, nor carry params its kind would refuse. The file is read once and the runner writes
         // its own copy: renaming it would keep the web user as its owner, free to rewrite the queued
         // job, and could move a file swapped in after the checks.
+        // Checked submissions are committed in batches of at most `ingestBatchBytes` (or one), never
+        // all at once: a backlog in new/ held whole could exhaust the runner's memory at every start.
+        let batchSize = max(1, DirectoryStore.ingestBatchBytes / maxSubmissionBytes)
+        var ingested = 0
         var checked: [(id: JobID, intake: Intake)] = []
         for name in try names(new) {
             guard let id = DirectoryStore.id(fromFileName: name, suffix: ".json") else {
@@ -103,19 +107,30 @@ extension DirectoryStore: RunnerStore {
                 continue
             }
             checked.append((id, try checkedSubmission(id, kinds: kinds)))
+            if checked.count >= batchSize {
+                ingested += try commit(checked, refused: refused)
+                checked = []
+            }
         }
-        guard !checked.isEmpty else { return 0 }
-        return try withQueueLock { () throws(StoreError) -> Int in
+        return ingested + (checked.isEmpty ? 0 : try commit(checked, refused: refused))
+    }
+
+    /// How many bytes of checked submissions ingest holds at most before committing them.
+    static let ingestBatchBytes = 32 << 20
+
+    /// Takes checked submissions in under queue.lock; returns how many were queued.
+    private func commit(_ checked: [(id: JobID, intake: Intake)], refused: (String, String) -> Void) throws(StoreError) -> Int {
+        try withQueueLock { () throws(StoreError) -> Int in
             var ingested: [JobID] = []
-            var settled: [JobID] = []  // submissions whose job is written (failed) or was already
+            // Submissions whose job is written (failed) or was already, with why, for those refused.
+            var settled: [(id: JobID, refusal: String?)] = []
             for (id, intake) in checked {
                 let name = "\(id.text).json"
                 guard FileSystem.exists(submissionPath(id)) else { continue }  // another runner took it
                 // A job of that id may have appeared since the check (another runner took it), or be
                 // what a crashed ingest left: it stands, and the submission goes once jobs/ is durable.
                 if FileSystem.exists(statusPath(id)) {
-                    if case let .refuse(refusal) = intake { refused(name, refusal.reason) }
-                    settled.append(id)
+                    if case let .refuse(refusal) = intake { settled.append((id, refusal.reason)) } else { settled.append((id, nil)) }
                     continue
                 }
                 switch intake {
@@ -128,17 +143,20 @@ extension DirectoryStore: RunnerStore {
                 case let .fail(job):
                     refused(name, "\(job.error?.message ?? ""): the job is kept, failed")
                     try write(job, durable: false)
-                    settled.append(id)
+                    settled.append((id, nil))
                 case let .refuse(refusal):
-                    refused(name, refusal.reason)
-                    unlinkQuietly(submissionPath(id))
+                    refused(name, "\(refusal.reason): \(removeFromNew(name))")
                 }
             }
             guard !ingested.isEmpty || !settled.isEmpty else { return 0 }
             // Markers and jobs are durable before any submission goes: whatever a power cut keeps of
             // new/ (another writer's fsync of new/ may make an unlink durable early), a job is never nowhere.
             try syncDirectories([queue, jobsDir])
-            for id in ingested + settled { unlinkQuietly(submissionPath(id)) }
+            for id in ingested { unlinkQuietly(submissionPath(id)) }
+            for (id, refusal) in settled {
+                let name = "\(id.text).json", outcome = removeFromNew(name)
+                if let refusal { refused(name, "\(refusal): \(outcome)") }
+            }
             return ingested.count
         }
     }
@@ -146,15 +164,19 @@ extension DirectoryStore: RunnerStore {
     /// Removes an entry of new/ that is no submission (nothing else would: the `.path` unit would start
     /// runners again and again until systemd's start limit failed it); says what it was and what was done.
     func removeStray(_ name: String) -> String {
+        "not a submission (those are named ID.json, with a job id): \(removeFromNew(name))"
+    }
+
+    /// Removes the entry `name` of new/ that ingest refused, a file or an empty directory; says what was done.
+    func removeFromNew(_ name: String) -> String {
         let path = "\(new)/\(name)"
-        let what = "not a submission (those are named ID.json, with a job id)"
         do {
             do { try FileSystem.unlink(path) } catch where error.errno == EISDIR {
                 try FileSystem.removeDirectory(path)
             }
-            return "\(what): removed"
+            return "removed"
         } catch {
-            return "\(what), and it cannot be removed (remove it by hand): \(error)"
+            return "it cannot be removed (remove it by hand): \(error)"
         }
     }
 
@@ -210,8 +232,8 @@ extension DirectoryStore: RunnerStore {
     }
 
     /// The bytes of new/ID.json (nil when it is gone), read as what the web user may have put there:
-    /// a symlink is not followed (to /dev/zero it would exhaust memory), a FIFO is not waited on (it
-    /// would hang every runner), and only a regular file of at most `maxSubmissionBytes` is read.
+    /// a symlink is not followed (to /dev/zero it would exhaust memory), a FIFO or a leased file is not
+    /// waited on (it would hang every runner), and only a regular file of at most `maxSubmissionBytes` is read.
     /// A failure of the system rather than of the file (EMFILE, EIO) is thrown: the submission stays for the next pass.
     func readSubmission(_ id: JobID) throws(StoreError) -> Result<[UInt8]?, SubmissionRefused> {
         let path = submissionPath(id)
@@ -231,6 +253,8 @@ extension DirectoryStore: RunnerStore {
             case ENOENT: return .success(nil)
             case ELOOP: return .failure(SubmissionRefused(reason: "it is a symbolic link"))
             case EACCES, EPERM, ENXIO: return .failure(SubmissionRefused(reason: "it cannot be read: \(error)"))
+            // A write lease its owner (the web user) took: thrown, it would fail every pass of every runner.
+            case EWOULDBLOCK: return .failure(SubmissionRefused(reason: "another process holds a lease on it"))
             default: throw .unavailable(error.description)
             }
         }

@@ -147,8 +147,19 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
         // A runner moves new/ID.json to jobs/ID.json by rename: look in jobs/ again after new/
         // so a job being moved between the two lookups is not missed.
         if let job = try read(statusPath(id)) { return (job, true) }
-        if let job = try read(submissionPath(id)) { return (job, false) }
+        if let job = try submission(id) { return (job, false) }
         return try read(statusPath(id)).map { ($0, true) }
+    }
+
+    /// The job in new/ID.json, nil when there is none. The web user writes new/, so it is read as ingest
+    /// reads it: a FIFO there would hang `herald-runner list` and `status`, a symlink would be followed.
+    private func submission(_ id: JobID) throws(StoreError) -> Job? {
+        switch try readSubmission(id) {
+        case let .success(bytes):
+            guard let bytes else { return nil }
+            return try decode(bytes, submissionPath(id))
+        case let .failure(refusal): throw .corrupt("\(submissionPath(id)) is not a submission: \(refusal.reason)")
+        }
     }
 
     public func jobs(_ filter: JobFilter) throws(StoreError) -> [Job] {

@@ -48,7 +48,9 @@ struct HeraldFCGI: ParsableCommand {
         let auth = try loadAuth(config)
         let readTokens = try loadReadTokens(config)
         let store: DirectoryStore
-        do { store = try (try? DirectoryStore(root: config.stateDir, create: true)) ?? DirectoryStore(root: config.stateDir, create: false) } catch {
+        // maxBodyBytes: its own submissions, read back before a runner takes them, stay within the size readers take.
+        let open = { (create: Bool) throws(StoreError) in try DirectoryStore(root: config.stateDir, create: create, maxBodyBytes: config.maxBodyBytes) }
+        do { store = try (try? open(true)) ?? open(false) } catch {
             log(.error, "\(error)")
             if case StoreError.unsuitable = error { throw ExitCode(78) }  // only another configuration helps
             throw ExitCode(69)

@@ -172,6 +172,63 @@ import Testing
         #expect(FileSystem.exists(store.statusPath(fine.id)))
     }
 
+    @Test func aLeasedSubmissionIsRefusedWithoutStoppingEveryRunnersPass() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let fine = try fixture.submit()
+        // The web user owns its files in new/, so it may take a write lease on one (fcntl F_SETLEASE).
+        // Any other open of it then fails at once under O_NONBLOCK (EWOULDBLOCK) until the kernel breaks
+        // the lease 45 s later, and the holder may take it again. Before: ingest threw "state directory
+        // unavailable" on every pass, so no runner ingested, recovered, canceled or claimed anything.
+        let leased = try fixture.submit()
+        signal(SIGIO, SIG_IGN)  // the lease break notifies the holder: this process
+        let holder = try FileDescriptor.open(store.submissionPath(leased.id), O_RDONLY)
+        defer { holder.close() }
+        let setLease: Int32 = 1024  // F_SETLEASE: Linux-specific, not in Swift's Glibc (no _GNU_SOURCE)
+        try #require(fcntl(holder.rawValue, setLease, Int32(F_WRLCK)) == 0)
+        var reasons: [String: String] = [:]
+        #expect(try store.ingest(kinds: nil, refused: { name, why in reasons[name] = why }) == 1)
+        #expect(try store.job(fine.id)?.state == .queued)
+        #expect(reasons["\(leased.id.text).json"]?.contains("lease") == true)
+        #expect(!FileSystem.exists(store.submissionPath(leased.id)))
+        #expect(!FileSystem.exists(store.statusPath(leased.id)))
+    }
+
+    @Test func listingAndLookingUpReadNewAsIngestDoesNeitherHangingOnAFifoNorFollowingASymlink() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let fine = try fixture.submit()
+        func id() -> JobID { JobID(milliseconds: UInt64(fixture.now().milliseconds), random: RandomSource.bytes(10)) }
+        // What the web user may put in new/ before a runner's next pass: `herald-runner list` and `status`
+        // (run as the runner's user, or root) read it too. Before: they opened it like a runner's own file,
+        // so a FIFO hung them for ever and a symlink to /dev/zero would have exhausted their memory.
+        let fifo = id()
+        #expect(mkfifo(store.submissionPath(fifo), 0o660) == 0)
+        let elsewhere = Job(id: id(), kind: "report", params: [:], now: fixture.now())
+        let target = fixture.root + "/elsewhere.json"
+        try FileDescriptor.open(target, O_WRONLY | O_CREAT).closeAfter { (fd) throws(SystemError) in
+            try fd.writeAll(DirectoryStore.encode(elsewhere))
+        }
+        #expect(symlink(target, store.submissionPath(elsewhere.id)) == 0)
+        let listed = Mutex<[JobID]?>(nil)
+        let lookup = Mutex<String?>(nil)
+        let reader = Thread {
+            listed.withLock { $0 = (try? store.jobs(JobFilter(limit: 500)))?.map(\.id) }
+            do { _ = try store.job(fifo) } catch { lookup.withLock { $0 = "\(error)" } }
+        }
+        reader.start()
+        for _ in 0..<300 where lookup.withLock({ $0 }) == nil { Thread.sleep(forTimeInterval: 0.01) }
+        let hung = lookup.withLock { $0 } == nil
+        #expect(!hung, "reading new/ hung on a FIFO")
+        while lookup.withLock({ $0 }) == nil {  // a writer frees each blocked open
+            _ = try? FileDescriptor.open(store.submissionPath(fifo), O_RDWR | O_NONBLOCK).close()
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        #expect(listed.withLock { $0 } == [fine.id])
+        #expect(lookup.withLock { $0 }?.contains("not a regular file") == true)
+        #expect(throws: StoreError.self) { try store.job(elsewhere.id) }
+    }
+
     @Test func theRunnerWritesJobStateThroughADirectoryTheWebUserCannotWrite() throws {
         let fixture = try StoreFixture()
         try fixture.deployForTwoUsers()
@@ -212,6 +269,38 @@ import Testing
         #expect(try store.job(job.id)?.state == .queued)
     }
 
+    @Test func anEmptyDirectoryNamedLikeASubmissionIsRemovedToo() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let job = try fixture.submit()
+        // Named ID.json, so not a stray by name: refused as not a regular file, but unlink(2) cannot
+        // remove a directory. Before: it stayed, logged at every pass, and the .path unit kept firing.
+        let id = JobID(milliseconds: UInt64(fixture.now().milliseconds), random: RandomSource.bytes(10))
+        try FileSystem.makeDirectory(store.submissionPath(id))
+        var reasons: [String: String] = [:]
+        #expect(try store.ingest(kinds: nil, refused: { name, why in reasons[name] = why }) == 1)
+        #expect(try FileSystem.list(store.new) == [])
+        let why = try #require(reasons["\(id.text).json"])
+        #expect(why.contains("not a regular file") && why.hasSuffix("removed"), "\(why)")
+        #expect(try store.job(job.id)?.state == .queued)
+    }
+
+    @Test func anEmptyDirectoryNamedLikeAnExistingJobsSubmissionIsRemovedToo() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let job = try fixture.submit()
+        #expect(try store.ingest() == 1)
+        // That job's id again, as a directory: refused (the job exists), and removed only once jobs/ is
+        // durable, with the others. Before: removed with unlink(2), so it stayed, like the one above.
+        try FileSystem.makeDirectory(store.submissionPath(job.id))
+        var reasons: [String: String] = [:]
+        #expect(try store.ingest(kinds: nil, refused: { name, why in reasons[name] = why }) == 0)
+        #expect(try FileSystem.list(store.new) == [])
+        let why = try #require(reasons["\(job.id.text).json"])
+        #expect(why.contains("exists already") && why.hasSuffix("removed"), "\(why)")
+        #expect(try store.job(job.id)?.state == .queued)
+    }
+
     @Test func aSubmissionWhoseParamsTheConfigNoLongerTakesFailsVisiblyInsteadOfVanishing() throws {
         let fixture = try StoreFixture()
         let store = fixture.store
@@ -231,6 +320,32 @@ import Testing
         #expect(try FileSystem.list(store.new) == [])
         #expect(!FileSystem.exists(store.marker(job.id)))
         #expect(reasons.count == 1 && reasons[0].contains("param 'month'"))
+    }
+
+    @Test func ingestCommitsAsItReadsSoAFloodedNewIsNeverHeldWhole() throws {
+        let fixture = try StoreFixture()
+        // With max_body_bytes of 8 MiB a submission may be 32 MiB: ingest may hold one at a time.
+        let store = try DirectoryStore(root: fixture.root, create: true, maxBodyBytes: 8 << 20)
+        // Fresh jobs whose params the kind refuses (reported when committed, under queue.lock) among
+        // strays (reported as they are read). Before: every submission in new/ was read and kept in
+        // memory before the first commit, so a backlog of many large ones (a flood while no runner ran)
+        // could exhaust a runner's memory at every start, and nothing would ever be ingested.
+        let kinds = ["report": KindConfig(name: "report", executor: .command(["/bin/true"]),
+                                          params: ["month": try ParamPattern("^[0-9]{4}-[0-9]{2}$")])]
+        for n in 0..<10 {
+            let time = fixture.now()
+            let job = Job(id: JobID(milliseconds: UInt64(time.milliseconds), random: RandomSource.bytes(10)), kind: "report",
+                          params: ["month": "never"], now: time)
+            try store.submit(job)
+            try FileDescriptor.open("\(store.new)/stray-\(n)", O_WRONLY | O_CREAT).close()
+        }
+        var order: [String] = []
+        #expect(try store.ingest(kinds: kinds, refused: { _, why in order.append(why.contains("not a submission") ? "read" : "committed") }) == 0)
+        #expect(order.count == 20)
+        let firstCommit = try #require(order.firstIndex(of: "committed"))
+        let lastRead = try #require(order.lastIndex(of: "read"))
+        #expect(firstCommit < lastRead, "ingest read all of new/ before committing any of it: \(order)")
+        #expect(try FileSystem.list(store.new) == [])
     }
 
     @Test func aBacktrackingParamRegexIsCheckedWithoutHoldingTheQueueLock() throws {
@@ -429,7 +544,7 @@ import Testing
         try fixture.submit("\u{212A}pi")  // KELVIN SIGN: canonically equal, other slot lock files
         var reasons: [String] = []
         #expect(try fixture.store.ingest(kinds: kinds, refused: { _, why in reasons.append(why) }) == 0)
-        #expect(reasons == ["its kind is not spelled as configured"])
+        #expect(reasons == ["its kind is not spelled as configured: removed"])
     }
 
     /// The watcher's changes, waiting briefly for inotify to deliver them.
