@@ -178,7 +178,12 @@ public final class StreamHub: @unchecked Sendable {
                 for token in tokens {
                     guard let sub = subscribers[token], let snapshot = sub.snapshot else { continue }
                     sub.snapshot = nil
-                    for entry in snapshot.missing(from: jobs) { sub.pending[entry.id] = entry.event }
+                    for entry in snapshot.missing(from: jobs) {
+                        sub.pending[entry.id] = entry.event
+                        // Newer than any broadcast of the job: a read taken before the listing but
+                        // reported after it (the change reader is another thread) must not follow it.
+                        if entry.seq > dashboardSeqs[entry.id] ?? 0 { sub.aheadOfBroadcast[entry.id] = entry.seq }
+                    }
                     if !sub.isBlocked { catchUp(sub) }
                 }
             case let .jobsRead(reads):
@@ -312,6 +317,10 @@ public final class StreamHub: @unchecked Sendable {
             // holds the jobs not yet ended): a full report after an inotify overflow must not
             // replay every kept job's end.
             if let end = job.finishedAt, end.milliseconds < sub.connectedAt - 1000 { continue }
+            if let ahead = sub.aheadOfBroadcast[id] {
+                if job.seq <= ahead { continue }  // its snapshot gave it this state or a newer one
+                sub.aheadOfBroadcast[id] = nil
+            }
             sub.pending[id] = event
             sub.snapshot?.sent(id, seq: job.seq)
             if !sub.isBlocked { catchUp(sub) }

@@ -32,6 +32,11 @@ final class SlowStore: JobStore, @unchecked Sendable {
     let watcher = ManualWatcher()
 
     let keys = Mutex<[String: (body: String, id: JobID)]>([:])
+    /// The next read of each of these jobs takes the job as it is, then waits for `heldRelease` before
+    /// returning it (a reader thread descheduled between its read and its report).
+    let held = Mutex<Set<JobID>>([])
+    let heldRead = DispatchSemaphore(value: 0)
+    let heldRelease = DispatchSemaphore(value: 0)
 
     func submit(_ job: Job) throws(StoreError) { jobsByID.withLock { $0[job.id] = job } }
     func submit(_ job: Job, idempotency record: IdempotencyRecord) throws(StoreError) -> IdempotentSubmit {
@@ -51,7 +56,12 @@ final class SlowStore: JobStore, @unchecked Sendable {
         reads.add(1, ordering: .relaxed)
         let delay = readMicroseconds.load(ordering: .relaxed)
         if delay > 0 { usleep(UInt32(delay)) }
-        return jobsByID.withLock { $0[id] }
+        let job = jobsByID.withLock { $0[id] }
+        if held.withLock({ $0.remove(id) != nil }) {
+            heldRead.signal()
+            heldRelease.wait()
+        }
+        return job
     }
     func jobs(_ filter: JobFilter) throws(StoreError) -> [Job] {
         jobsByID.withLock { Array($0.values) }.filter { filter.admits(state: $0.state, kind: $0.kind, owner: $0.owner) }
