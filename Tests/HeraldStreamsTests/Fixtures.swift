@@ -94,16 +94,19 @@ final class TestClient {
     private var raw: [UInt8] = []
 
     /// A socket pair: one end parked in `hub` as a stream following `target`, the other kept here.
-    init(hub: StreamHub, target: StreamTarget) {
+    init(hub: StreamHub, target: StreamTarget, authorizedUntil: Int64? = nil) {
         // As herald-fcgi does: the hub writing to a client that left must get EPIPE, not kill the test process.
         signal(SIGPIPE, SIG_IGN)
         var fds: [Int32] = [0, 0]
         precondition(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
         fd = fds[0]
-        hub.park(ParkedStream(fd: fds[1], requestID: 1, target: target, retryMilliseconds: 1000))
+        hub.park(ParkedStream(fd: fds[1], requestID: 1, target: target, retryMilliseconds: 1000, authorizedUntil: authorizedUntil))
     }
 
     deinit { Glibc.close(fd) }
+
+    /// Whether the hub ended the response (FastCGI END_REQUEST seen) and closed the connection.
+    private(set) var ended = false
 
     /// Reads until `done(self)` or `seconds` pass; returns whether `done` held.
     func read(within seconds: Double, until done: (TestClient) -> Bool) -> Bool {
@@ -115,7 +118,10 @@ final class TestClient {
             guard poll(&pfd, 1, Int32(left * 1000)) > 0 else { continue }
             var buffer = [UInt8](repeating: 0, count: 65536)
             let n = Glibc.read(fd, &buffer, buffer.count)
-            if n <= 0 { return done(self) }
+            if n <= 0 {
+                ended = true
+                return done(self)
+            }
             raw += buffer[0..<n]
             let received = TestClient.stdout(&raw)
             let events = received.components(separatedBy: "event: status\n").count - 1

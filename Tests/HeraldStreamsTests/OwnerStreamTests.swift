@@ -1,5 +1,6 @@
 import Foundation
 import HeraldCore
+import HeraldPOSIX
 import HeraldStore
 import HeraldStreams
 import Testing
@@ -77,5 +78,27 @@ import Testing
             #expect(got.last == 4, "\(name) ends at the latest state: \(got)")
             #expect(zip(got, got.dropFirst()).allSatisfy { $0 < $1 }, "\(name) never goes back nor repeats: \(got)")
         }
+    }
+
+    @Test func aStreamOpenedWithAReadTokenEndsWhenTheTokenLapses() throws {
+        let store = SlowStore()
+        try store.submit(owned(1, "alice"))
+        let hub = try StreamHub(store: store, urlPrefix: "/jobs", heartbeat: .seconds(60), log: { _ in })
+        hub.start()
+        let now = HeraldPOSIX.Clock.wallMilliseconds()
+        let lapsing = TestClient(hub: hub, target: .owner("alice"), authorizedUntil: now + 3000)
+        let forever = TestClient(hub: hub, target: .owner("alice"))
+        let job = TestClient(hub: hub, target: .job(testID(1), log: false, cursor: nil), authorizedUntil: now + 3000)
+        #expect(lapsing.read(within: 5) { $0.statusEvents == 1 })
+        #expect(!lapsing.read(within: 1) { $0.ended }, "open while the token is valid")
+        // Past it, the stream ends without an `end` event: the client reconnects with a fresh token.
+        #expect(lapsing.read(within: 5) { $0.ended })
+        #expect(job.read(within: 1) { $0.ended })
+        #expect(!lapsing.text.contains("event: end") && !job.text.contains("event: end"))
+        #expect(!forever.read(within: 0.3) { $0.ended })
+        // A change after the lapse reaches the stream without a token limit only.
+        try store.submit(owned(1, "alice", seq: 3))
+        store.watcher.queued.withLock { $0.append(.job(testID(1))) }
+        #expect(forever.read(within: 5) { $0.statusEvents == 2 })
     }
 }
