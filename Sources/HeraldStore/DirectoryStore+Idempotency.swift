@@ -6,9 +6,9 @@
 // then submits the job. The others read the record (complete, since it appeared by link)
 // and wait briefly for its job. gc removes records older than 24 h.
 //
-// A record whose job is gone for good (removed by gc or by hand, or never submitted because its
-// request died in between; the record is then older than `orphanAgeMilliseconds`) frees the key:
-// a repeat finding it takes it over. Of several such
+// A record past the key's 24 h, or whose job is gone for good (removed by gc or by hand, or
+// never submitted because its request died in between; the record is then older than
+// `orphanAgeMilliseconds`), frees the key: a repeat finding it takes it over. Of several such
 // repeats exactly one wins, by creating KEYHASH.after-JOBID (the stale job's id) with link(2);
 // it renames its own record over the stale one and submits. The markers stay until gc, so a
 // repeat that read the stale record late cannot win again.
@@ -57,7 +57,8 @@ extension DirectoryStore {
         return .created(job)
     }
 
-    /// What a repeat finds: an answer, a record whose job is gone for good, or one whose job is not there yet.
+    /// What a repeat finds: an answer, a record that no longer holds the key (past its 24 h, or its
+    /// job gone for good), or a record whose job is not there yet.
     private enum Repeat {
         case answer(IdempotentSubmit)
         case free(staleJob: JobID)
@@ -75,6 +76,8 @@ extension DirectoryStore {
         }
         // Stated after the read: a record replaced in between is newer, so its age is never overstated.
         let age = FileSystem.modificationTime(path).map { Clock.wallMilliseconds() - $0 } ?? 0
+        // Past its lifetime the key is free, whatever the body, though gc may not have run yet.
+        if age >= IdempotencyRecord.lifetime.milliseconds { return .free(staleJob: first.id) }
         guard body == record.bodyHash else { return .answer(.keyReused) }
         if let job = try self.job(first.id) { return .answer(.repeated(job)) }
         return age >= DirectoryStore.orphanAgeMilliseconds ? .free(staleJob: first.id) : .pending

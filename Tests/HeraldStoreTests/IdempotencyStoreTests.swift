@@ -126,4 +126,20 @@ import Testing
         #expect(repeated.allSatisfy { $0.id == created.first?.id })
         #expect(try store.jobs(JobFilter()).count == 1)
     }
+
+    @Test func aKeyOlderThanADayIsFreeAgainBeforeGcRemovesIt() throws {
+        let fixture = try StoreFixture()
+        let store: any RunnerStore = fixture.store
+        let first = fresh(fixture)
+        _ = try store.submit(first, idempotency: Self.key)
+        _ = try store.ingest()
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-25 * 3600)],
+                                              ofItemAtPath: "\(fixture.root)/idempotency/\(Self.key.keyHash)")
+        // Past its 24 h the key answers no more repeats, even with another body, though gc has not run yet.
+        let other = IdempotencyRecord(keyHash: Self.key.keyHash, bodyHash: String(repeating: "1", count: 64))
+        let second = fresh(fixture)
+        #expect(try store.submit(second, idempotency: other) == .created(second))
+        #expect(try store.submit(fresh(fixture), idempotency: other) == .repeated(second))
+        #expect(Set(try store.jobs(JobFilter()).map(\.id)) == [first.id, second.id])
+    }
 }
