@@ -33,5 +33,6 @@ public struct APIRequest {
 /// What the API answers: a complete response, or an event stream for the hub to carry.
 public enum APIAnswer {
     case response(APIResponse)
-    case stream(StreamTarget, retryMilliseconds: Int)
+    /// `authorizedUntil`: when the read token that opened it lapses (wall ms), if one did.
+    case stream(StreamTarget, retryMilliseconds: Int, authorizedUntil: Int64?)
 }

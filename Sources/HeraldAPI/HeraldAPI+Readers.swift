@@ -31,13 +31,16 @@ extension HeraldAPI {
         }
     }
 
-    /// Under `require_read_token`, refuses a reader who may not read `job` (401, as for a missing credential).
-    func requireReadAccess(_ job: Job, _ request: APIRequest, _ query: Query) throws(APIError) {
-        guard config.requireReadToken else { return }
+    /// Under `require_read_token`, refuses a reader who may not read `job` (401, as for a missing credential);
+    /// else when that access lapses (wall ms: a read token's expiry), nil for never.
+    @discardableResult
+    func requireReadAccess(_ job: Job, _ request: APIRequest, _ query: Query) throws(APIError) -> Int64? {
+        guard config.requireReadToken else { return nil }
         switch try reader(request, query) {
-        case .submitter: return
+        case .submitter: return nil
         case let .token(token):
             guard token.covers(job) else { throw HeraldAPI.unauthorized("the read token does not cover job \(job.id)", error: "insufficient_scope") }
+            return token.lapsesAtMilliseconds
         case .anonymous, .nobody:
             throw HeraldAPI.unauthorized("reading job \(job.id) needs a read token covering it (Authorization: Bearer, "
                 + "the herald_token cookie or ?token=) or the submitter token")

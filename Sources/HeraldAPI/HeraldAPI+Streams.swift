@@ -21,20 +21,22 @@ extension HeraldAPI {
     }
 
     func jobStream(_ id: JobID, _ request: APIRequest, _ query: Query) throws(APIError) -> APIAnswer {
-        let job = try readable(id, request, query)
+        let (job, until) = try readableUntil(id, request, query)
         let cursor = lastEventID(request, query).flatMap(StreamCursor.init(eventID:))
         if ResumePlan.plan(job: job, cursor: cursor) == .finished { return .response(APIResponse(status: 204)) }
         if let full = overCapacity() { return full }
         let validCursor = cursor.flatMap { $0.seq <= job.seq ? $0 : nil }
-        return .stream(.job(id, log: query["log"] == "1", cursor: validCursor), retryMilliseconds: jitteredRetry())
+        return .stream(.job(id, log: query["log"] == "1", cursor: validCursor), retryMilliseconds: jitteredRetry(), authorizedUntil: until)
     }
 
     /// `GET /jobs/events`: every job for a submitter or an `all` token; an owner's jobs for a `sub` token (SPEC §9).
     func dashboardStream(_ request: APIRequest, _ query: Query) throws(APIError) -> APIAnswer {
         let target: StreamTarget
+        var until: Int64?
         switch try reader(request, query) {
         case .submitter, .anonymous: target = .dashboard
         case let .token(token):
+            until = token.lapsesAtMilliseconds
             switch token.dashboard {
             case .everyJob: target = .dashboard
             case let .owner(owner): target = .owner(owner)
@@ -44,7 +46,7 @@ extension HeraldAPI {
         case .nobody: throw HeraldAPI.unauthorized("a valid submit token or a read token is required (Authorization: Bearer TOKEN, the herald_token cookie or ?token=)")
         }
         if let full = overCapacity() { return full }
-        return .stream(target, retryMilliseconds: jitteredRetry())
+        return .stream(target, retryMilliseconds: jitteredRetry(), authorizedUntil: until)
     }
 
     func multiStream(_ request: APIRequest, _ query: Query) throws(APIError) -> APIAnswer {
@@ -60,13 +62,18 @@ extension HeraldAPI {
             if !ids.contains(id) { ids.append(id) }
         }
         var jobs: [Job] = []
-        for id in ids { jobs.append(try readable(id, request, query)) }
+        var until: Int64?
+        for id in ids {
+            let (job, lapse) = try readableUntil(id, request, query)
+            jobs.append(job)
+            if let lapse { until = min(until ?? .max, lapse) }
+        }
         var cursor = lastEventID(request, query).flatMap { MultiStreamCursor(eventID: $0, jobCount: ids.count) }
         if let c = cursor, zip(c.seqs, jobs).contains(where: { $0 > $1.seq }) { cursor = nil }  // not from this server
         if let c = cursor, zip(c.seqs, jobs).allSatisfy({ $0 == $1.seq && $1.state.isTerminal }) {
             return .response(APIResponse(status: 204))
         }
         if let full = overCapacity() { return full }
-        return .stream(.jobs(ids, cursor: cursor), retryMilliseconds: jitteredRetry())
+        return .stream(.jobs(ids, cursor: cursor), retryMilliseconds: jitteredRetry(), authorizedUntil: until)
     }
 }

@@ -91,9 +91,13 @@ public final class HeraldAPI: Sendable {
 
     /// The job, if it exists and the request may read it (`require_read_token`).
     func readable(_ id: JobID, _ request: APIRequest, _ query: Query) throws(APIError) -> Job {
+        try readableUntil(id, request, query).job
+    }
+
+    /// The job, if it exists and the request may read it, and when that access lapses (nil: never).
+    func readableUntil(_ id: JobID, _ request: APIRequest, _ query: Query) throws(APIError) -> (job: Job, until: Int64?) {
         let job = try existing(id)
-        try requireReadAccess(job, request, query)
-        return job
+        return (job, try requireReadAccess(job, request, query))
     }
 
     func existing(_ id: JobID) throws(APIError) -> Job {

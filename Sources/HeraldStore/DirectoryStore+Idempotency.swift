@@ -5,6 +5,13 @@
 // with one key, in any process on this host, exactly one creates the record, and only
 // then submits the job. The others read the record (complete, since it appeared by link)
 // and wait briefly for its job. gc removes records older than 24 h.
+//
+// A record past the key's 24 h, or whose job is gone for good (removed by gc or by hand, or
+// never submitted because its request died in between; the record is then older than
+// `orphanAgeMilliseconds`), frees the key: a repeat finding it takes it over. Of several such
+// repeats exactly one wins, by creating KEYHASH.after-JOBID (the stale job's id) with link(2);
+// it renames its own record over the stale one and submits. The markers stay until gc, so a
+// repeat that read the stale record late cannot win again.
 import Glibc
 import HeraldCore
 import HeraldPOSIX
@@ -12,6 +19,8 @@ import HeraldPOSIX
 extension DirectoryStore {
     /// How long a repeat waits for the first request's job to appear, in milliseconds.
     static let idempotencyWaitMilliseconds: Int64 = 5_000
+    /// A record this old whose job does not exist will never see it: its key is free again.
+    static let orphanAgeMilliseconds: Int64 = 60_000
 
     func idempotencyPath(_ record: IdempotencyRecord) -> String { "\(idempotency)/\(record.keyHash)" }
 
@@ -21,29 +30,17 @@ extension DirectoryStore {
         }
         let path = idempotencyPath(record)
         let text = JSON.object([("body", .string(record.bodyHash)), ("job", job.json(urlPrefix: nil))]).text + "\n"
-        if try createByLink(path, with: Array(text.utf8)) {
-            do { try submit(job) } catch {
-                _ = try? FileSystem.unlink(path)  // the key is free again: a retry may submit
-                throw error
-            }
-            return .created(job)
-        }
-        return try repeated(path, record)
-    }
-
-    /// The answer to a repeat: the recorded job as it is now, or `keyReused` for another body.
-    private func repeated(_ path: String, _ record: IdempotencyRecord) throws(StoreError) -> IdempotentSubmit {
-        let bytes: [UInt8]?
-        do { bytes = try FileSystem.read(path) } catch { throw .unavailable(error.description) }
-        // Removed meanwhile (gc, or a first request whose submit failed): nothing to repeat.
-        guard let bytes else { throw .unavailable("the first request with this Idempotency-Key did not complete; try again") }
-        guard let json = try? JSON.parse(bytes), let body = json["body"]?.stringValue, let first = json["job"].flatMap(Job.init(json:)) else {
-            throw .corrupt("\(path) does not hold an idempotency record")
-        }
-        guard body == record.bodyHash else { return .keyReused }
+        if try createByLink(path, with: Array(text.utf8)) { return try submitRecorded(job, path) }
         let deadline = Clock.monotonicMilliseconds() + DirectoryStore.idempotencyWaitMilliseconds
         while true {
-            if let job = try self.job(first.id) { return .repeated(job) }
+            // The record is read again each time: another repeat may have taken the key over meanwhile.
+            switch try repeated(path, record) {
+            case let .answer(answer): return answer
+            case let .free(stale):
+                if try createByLink("\(path).after-\(stale)", with: Array(text.utf8), replacing: path) { return try submitRecorded(job, path) }
+                // Another repeat took the key over: its record replaces the stale one in a moment.
+            case .pending: break
+            }
             if Clock.monotonicMilliseconds() >= deadline {
                 throw .unavailable("the first request with this Idempotency-Key has not submitted its job yet; try again")
             }
@@ -51,8 +48,44 @@ extension DirectoryStore {
         }
     }
 
+    /// Submits `job`, whose record is at `path`; a failure frees the key, so a retry may submit.
+    private func submitRecorded(_ job: Job, _ path: String) throws(StoreError) -> IdempotentSubmit {
+        do { try submit(job) } catch {
+            _ = try? FileSystem.unlink(path)
+            throw error
+        }
+        return .created(job)
+    }
+
+    /// What a repeat finds: an answer, a record that no longer holds the key (past its 24 h, or its
+    /// job gone for good), or a record whose job is not there yet.
+    private enum Repeat {
+        case answer(IdempotentSubmit)
+        case free(staleJob: JobID)
+        case pending
+    }
+
+    /// The answer to a repeat, as the record is now: the recorded job as it is now, or `keyReused` for another body.
+    private func repeated(_ path: String, _ record: IdempotencyRecord) throws(StoreError) -> Repeat {
+        let bytes: [UInt8]?
+        do { bytes = try FileSystem.read(path) } catch { throw .unavailable(error.description) }
+        // Removed meanwhile (gc, or a first request whose submit failed): nothing to repeat.
+        guard let bytes else { throw .unavailable("the first request with this Idempotency-Key did not complete; try again") }
+        guard let json = try? JSON.parse(bytes), let body = json["body"]?.stringValue, let first = json["job"].flatMap(Job.init(json:)) else {
+            throw .corrupt("\(path) does not hold an idempotency record")
+        }
+        // Stated after the read: a record replaced in between is newer, so its age is never overstated.
+        let age = FileSystem.modificationTime(path).map { Clock.wallMilliseconds() - $0 } ?? 0
+        // Past its lifetime the key is free, whatever the body, though gc may not have run yet.
+        if age >= IdempotencyRecord.lifetime.milliseconds { return .free(staleJob: first.id) }
+        guard body == record.bodyHash else { return .answer(.keyReused) }
+        if let job = try self.job(first.id) { return .answer(.repeated(job)) }
+        return age >= DirectoryStore.orphanAgeMilliseconds ? .free(staleJob: first.id) : .pending
+    }
+
     /// Creates `path` holding `bytes`, complete from its first instant; false if it exists already.
-    private func createByLink(_ path: String, with bytes: [UInt8]) throws(StoreError) -> Bool {
+    /// With `replacing`, the file then also replaces that path (atomically, by rename).
+    private func createByLink(_ path: String, with bytes: [UInt8], replacing: String? = nil) throws(StoreError) -> Bool {
         let temp = "\(tmp)/\(getpid()).\(RandomSource.bytes(6).map { String($0, radix: 16) }.joined()).key"
         defer { _ = try? FileSystem.unlink(temp) }
         do {
@@ -61,7 +94,9 @@ extension DirectoryStore {
                 try fd.writeAll(bytes)
                 try fd.fsync()
             }
-            return try FileSystem.link(temp, path)
+            guard try FileSystem.link(temp, path) else { return false }
+            if let replacing { try FileSystem.rename(temp, replacing) }
+            return true
         } catch {
             throw .unavailable(error.description)
         }
@@ -73,7 +108,7 @@ extension DirectoryStore {
             let path = "\(idempotency)/\(name)"
             guard let made = FileSystem.modificationTime(path), made < cutoff.milliseconds else { continue }
             if !dryRun { _ = try unavailableOnFailure { () throws(SystemError) in try FileSystem.unlink(path) } }
-            count += 1
+            if !name.contains(".") { count += 1 }  // a key's record, not a takeover's marker
         }
         return count
     }

@@ -88,6 +88,9 @@ public struct IdempotencyRecord: Sendable, Equatable {
         self.keyHash = keyHash
         self.bodyHash = bodyHash
     }
+
+    /// How long a key answers repeats (SPEC §9: 24 h); then it is free again, whether or not gc removed its record.
+    public static let lifetime = HeraldDuration.seconds(86_400)
 }
 
 /// What an idempotent submit did.

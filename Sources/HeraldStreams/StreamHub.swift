@@ -55,6 +55,10 @@ public final class StreamHub: @unchecked Sendable {
     /// Log events read and encoded this round, shared by followers at the same offset.
     var logPieces: [LogPiece.Key: LogPiece] = [:]
     private var blocked: Set<UInt64> = []
+    /// Streams opened with a read token, and when it lapses (wall ms): they end then (SPEC §9: a token reads until it expires).
+    private var lapsing: [UInt64: Int64] = [:]
+    /// When `lapsing` is next looked at (wall ms), rounded up to a second so the look costs one pass a second at most.
+    private var nextLapse: Int64 = .max
     private var nextToken: UInt64 = 2
     private var nextHeartbeat: Int64 = 0
     private var nextPoll: Int64 = 0
@@ -136,6 +140,7 @@ public final class StreamHub: @unchecked Sendable {
             if watcher.fd == nil { wait = min(wait, max(0, nextPoll - now)) }
             if !blocked.isEmpty { wait = min(wait, 250) }
             if !logBacklog.isEmpty { wait = 0 }
+            if nextLapse != .max { wait = min(wait, max(0, nextLapse - Clock.wallMilliseconds())) }
             for (token, events) in epoll.wait(timeoutMilliseconds: Int32(min(wait, 60_000))) {
                 switch token {
                 case StreamHub.inboxToken: takeCommands()
@@ -162,8 +167,28 @@ public final class StreamHub: @unchecked Sendable {
             }
             if !blocked.isEmpty { dropSlowClients(now: after) }
             if !logBacklog.isEmpty { continueLogs() }
+            if Clock.wallMilliseconds() >= nextLapse { endLapsedStreams() }
         }
     }
+
+    /// Ends the streams whose read token lapsed, without an `end` (the job did not end): the client
+    /// comes back after its `retry:` and must show a valid token again (herald.js renews it).
+    private func endLapsedStreams() {
+        let now = Clock.wallMilliseconds()
+        nextLapse = .max
+        for (token, until) in lapsing {
+            guard until <= now else {
+                nextLapse = min(nextLapse, StreamHub.lapseCheck(until))
+                continue
+            }
+            lapsing[token] = nil
+            guard let sub = subscribers[token], !sub.ending else { continue }
+            if sub.isBlocked { close(sub) } else { end(sub, finalEvent: ": the read token expired\n\n") }
+        }
+    }
+
+    /// The second boundary at or after `until`, when a lapse at `until` is acted on.
+    private static func lapseCheck(_ until: Int64) -> Int64 { until > .max - 1000 ? .max : (until + 999) / 1000 * 1000 }
 
     private func takeCommands() {
         inboxSignal.drain()
@@ -178,7 +203,12 @@ public final class StreamHub: @unchecked Sendable {
                 for token in tokens {
                     guard let sub = subscribers[token], let snapshot = sub.snapshot else { continue }
                     sub.snapshot = nil
-                    for entry in snapshot.missing(from: jobs) { sub.pending[entry.id] = entry.event }
+                    for entry in snapshot.missing(from: jobs) {
+                        sub.pending[entry.id] = entry.event
+                        // Newer than any broadcast of the job: a read taken before the listing but
+                        // reported after it (the change reader is another thread) must not follow it.
+                        if entry.seq > dashboardSeqs[entry.id] ?? 0 { sub.aheadOfBroadcast[entry.id] = entry.seq }
+                    }
                     if !sub.isBlocked { catchUp(sub) }
                 }
             case let .jobsRead(reads):
@@ -209,6 +239,10 @@ public final class StreamHub: @unchecked Sendable {
             return
         }
         subscribers[token] = sub
+        if let until = stream.authorizedUntil {
+            lapsing[token] = until
+            nextLapse = min(nextLapse, StreamHub.lapseCheck(until))
+        }
         // Counted open before it stops counting as arriving (never both 0 for waitUntilClosed), and both
         // before a byte is written: a client that reads this stream's headers sees it counted once.
         metrics.openStreams.add(1, ordering: .sequentiallyConsistent)
@@ -312,6 +346,10 @@ public final class StreamHub: @unchecked Sendable {
             // holds the jobs not yet ended): a full report after an inotify overflow must not
             // replay every kept job's end.
             if let end = job.finishedAt, end.milliseconds < sub.connectedAt - 1000 { continue }
+            if let ahead = sub.aheadOfBroadcast[id] {
+                if job.seq <= ahead { continue }  // its snapshot gave it this state or a newer one
+                sub.aheadOfBroadcast[id] = nil
+            }
             sub.pending[id] = event
             sub.snapshot?.sent(id, seq: job.seq)
             if !sub.isBlocked { catchUp(sub) }
@@ -438,6 +476,7 @@ public final class StreamHub: @unchecked Sendable {
         subscribers[sub.token] = nil
         blocked.remove(sub.token)
         logBacklog.remove(sub.token)
+        lapsing[sub.token] = nil
         dashboards.remove(sub.token)
         if case let .owner(owner) = sub.target {
             ownerStreams[owner]?.remove(sub.token)

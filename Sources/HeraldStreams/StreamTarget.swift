@@ -19,11 +19,15 @@ public struct ParkedStream: Sendable {
     public let target: StreamTarget
     /// The `retry:` this connection gets, already jittered.
     public let retryMilliseconds: Int
+    /// When the read token that opened it lapses (wall-clock ms): the stream ends then, and its client
+    /// reconnects with a fresh token. nil: no read token limits it.
+    public let authorizedUntil: Int64?
 
-    public init(fd: Int32, requestID: UInt16, target: StreamTarget, retryMilliseconds: Int) {
+    public init(fd: Int32, requestID: UInt16, target: StreamTarget, retryMilliseconds: Int, authorizedUntil: Int64? = nil) {
         self.fd = fd
         self.requestID = requestID
         self.target = target
         self.retryMilliseconds = retryMilliseconds
+        self.authorizedUntil = authorizedUntil
     }
 }

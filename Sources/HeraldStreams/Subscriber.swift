@@ -17,6 +17,8 @@ final class Subscriber {
     var pending: [JobID: String] = [:]
     /// Dashboard streams, until their snapshot (read off the hub thread) is merged: what they were sent meanwhile.
     var snapshot: DashboardSnapshot?
+    /// Dashboard and owner streams: the seq of each job their snapshot gave them ahead of the broadcast, until the broadcast passes it.
+    var aheadOfBroadcast: [JobID: Int] = [:]
 
     /// Bytes the socket did not take yet; while non-empty, new states are merged, not queued.
     var outbox: [UInt8] = []

@@ -19,6 +19,12 @@ public struct ReadToken: Sendable, Equatable {
         self.expires = expires
     }
 
+    /// When the token stops being accepted (`exp` plus the leeway), in wall-clock milliseconds.
+    public var lapsesAtMilliseconds: Int64 {
+        let ms = (expires + ReadTokenVerifier.leewaySeconds) * 1000
+        return ms >= 9e18 ? .max : Int64(max(ms, 0))
+    }
+
     /// Whether the token lets its holder read `job`.
     public func covers(_ job: Job) -> Bool {
         all || jobs.contains(job.id) || (owner != nil && job.owner == owner)

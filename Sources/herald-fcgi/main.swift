@@ -147,9 +147,10 @@ func serve(_ request: FastCGIRequest, api: HeraldAPI, hub: StreamHub) {
                 + "\(request.params["DOCUMENT_URI"]?.prefix(200) ?? "?"): \(error)")
         }
         request.finish()
-    case let .stream(target, retry):
+    case let .stream(target, retry, authorizedUntil):
         let connection = request.detach()
-        hub.park(ParkedStream(fd: connection.fd.rawValue, requestID: connection.requestID, target: target, retryMilliseconds: retry))
+        hub.park(ParkedStream(fd: connection.fd.rawValue, requestID: connection.requestID, target: target, retryMilliseconds: retry,
+                              authorizedUntil: authorizedUntil))
     }
 }
 

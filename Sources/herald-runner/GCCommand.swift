@@ -7,9 +7,6 @@ import HeraldStore
 struct GCCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "gc", abstract: "Remove ended jobs older than the retention, and idempotency keys older than 24 h.")
 
-    /// How long an Idempotency-Key is remembered.
-    static let idempotencyKeyLifetime = HeraldDuration.seconds(86_400)
-
     @OptionGroup var options: ConfigOption
 
     @Option(help: "Remove jobs that ended longer ago than this (default: the configuration's retention), e.g. 7d.")
@@ -35,7 +32,7 @@ struct GCCommand: ParsableCommand {
                 print("\(dryRun ? "would remove" : "removed") \(job.id) (\(job.kind), \(job.state.rawValue) \(job.finishedAt?.rfc3339 ?? ""))")
             }
             // Idempotency keys live 24 h (SPEC §9), whatever the job retention.
-            let keyCutoff = Timestamp(milliseconds: Clock.wallMilliseconds() - GCCommand.idempotencyKeyLifetime.milliseconds)
+            let keyCutoff = Timestamp(milliseconds: Clock.wallMilliseconds() - IdempotencyRecord.lifetime.milliseconds)
             let keys = try store.expireIdempotencyRecords(before: keyCutoff, dryRun: dryRun)
             if keys > 0 { print("\(dryRun ? "would remove" : "removed") \(keys) idempotency keys older than 24h") }
         } catch {

@@ -79,7 +79,7 @@ import Testing
         #expect(f.response("POST", "/jobs", body: #"{"kind":"demo"}"#, headers: ["AUTHORIZATION": "Bearer s3cret"]).status == 201)
         #expect(f.response("GET", "/jobs", headers: ["AUTHORIZATION": "Bearer s3cret"]).status == 200)
         #expect(f.response("GET", "/jobs").status == 401)
-        guard case .stream(.dashboard, _) = f.send("GET", "/jobs/events", headers: ["AUTHORIZATION": "Bearer s3cret"]).answer else {
+        guard case .stream(.dashboard, _, _) = f.send("GET", "/jobs/events", headers: ["AUTHORIZATION": "Bearer s3cret"]).answer else {
             Issue.record("the dashboard stream with a token should open")
             return
         }

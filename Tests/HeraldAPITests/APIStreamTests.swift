@@ -18,7 +18,7 @@ import Testing
         let f = try APIFixture()
         let job = try f.submitDemo()
         for _ in 0..<20 {
-            guard case let .stream(.job(id, log, cursor), retry) = f.send("GET", "/jobs/\(job.id)/events?log=1").answer else {
+            guard case let .stream(.job(id, log, cursor), retry, _) = f.send("GET", "/jobs/\(job.id)/events?log=1").answer else {
                 Issue.record("expected a stream")
                 return
             }
@@ -30,7 +30,7 @@ import Testing
     @Test func lastEventIDHeaderWinsOverTheQuery() throws {
         let f = try APIFixture()
         let job = try f.submitDemo()
-        guard case let .stream(.job(_, _, cursor), _) = f.send("GET", "/jobs/\(job.id)/events?last_event_id=0", headers: ["LAST_EVENT_ID": "1"]).answer
+        guard case let .stream(.job(_, _, cursor), _, _) = f.send("GET", "/jobs/\(job.id)/events?last_event_id=0", headers: ["LAST_EVENT_ID": "1"]).answer
         else { Issue.record("expected a stream"); return }
         #expect(cursor == StreamCursor(seq: 1))
     }
@@ -50,7 +50,7 @@ import Testing
     func malformedOrForeignIDsAreIgnored(_ lastEventID: String) throws {
         let f = try APIFixture()
         let done = try finish(f, try f.submitDemo())
-        guard case let .stream(.job(_, _, cursor), _) = f.send("GET", "/jobs/\(done.id)/events", headers: ["LAST_EVENT_ID": lastEventID]).answer else {
+        guard case let .stream(.job(_, _, cursor), _, _) = f.send("GET", "/jobs/\(done.id)/events", headers: ["LAST_EVENT_ID": lastEventID]).answer else {
             Issue.record("expected a stream")
             return
         }
@@ -68,7 +68,7 @@ import Testing
         let f = try APIFixture()
         let a = try finish(f, try f.submitDemo())
         let b = try f.submitDemo()
-        guard case let .stream(.jobs(ids, nil), _) = f.send("GET", "/jobs/events?ids=\(a.id),\(b.id)").answer else {
+        guard case let .stream(.jobs(ids, nil), _, _) = f.send("GET", "/jobs/events?ids=\(a.id),\(b.id)").answer else {
             Issue.record("expected a multi-job stream")
             return
         }

@@ -82,7 +82,7 @@ import Testing
 
     @Test func theDashboardByToken() throws {
         let f = try APIFixture(anonymous: false, tokens: "s3cret\n", readTokens: true)
-        guard case .stream(.dashboard, _) = f.send("GET", "/jobs/events?token=\(Self.token([("all", .bool(true))]))").answer else {
+        guard case .stream(.dashboard, _, _) = f.send("GET", "/jobs/events?token=\(Self.token([("all", .bool(true))]))").answer else {
             Issue.record("an all token opens the dashboard")
             return
         }
@@ -100,6 +100,27 @@ import Testing
             let r = f.response(method, path + "?access_token=s3cret", body: #"{"kind":"demo"}"#, headers: ["AUTHORIZATION": "Bearer s3cret"])
             let message = r.json?["error"]?["message"]?.stringValue ?? ""
             #expect(r.status == 401 && message.contains("Authorization") && message.contains("read token"), "\(path)")
+        }
+    }
+
+    @Test func aStreamOpenedWithAReadTokenLastsUntilTheTokenLapsesOnly() throws {
+        let f = try APIFixture(anonymous: false, tokens: "s3cret\n", readTokens: true, requireReadToken: true)
+        let job = try submit(f, owner: "user-42")
+        let exp = Clock.wallMilliseconds() / 1000 + 60
+        let owner = ReadTokenSigner.sign(.object([("sub", .string("user-42")), ("exp", .int(Int(exp)))]), secret: APIFixture.readSecret)
+        let lapse = (exp + 5) * 1000  // exp plus the leeway
+        for path in ["/jobs/events", "/jobs/\(job.id)/events", "/jobs/events?ids=\(job.id)"] {
+            guard case let .stream(_, _, until) = f.send("GET", path, headers: ["COOKIE": "herald_token=\(owner)"]).answer else {
+                Issue.record("\(path): no stream")
+                continue
+            }
+            #expect(until == lapse, "\(path)")
+            // The submitter token has no end.
+            guard case let .stream(_, _, forever) = f.send("GET", path, headers: ["AUTHORIZATION": "Bearer s3cret"]).answer else {
+                Issue.record("\(path): no stream for the submitter")
+                continue
+            }
+            #expect(forever == nil, "\(path)")
         }
     }
 }

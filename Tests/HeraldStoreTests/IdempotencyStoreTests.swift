@@ -80,4 +80,66 @@ import Testing
         _ = try store.ingest()
         #expect(try store.jobs(JobFilter(owner: "user-42")).map { $0.owner } == ["user-42"])
     }
+
+    /// Makes the key's record look written `seconds` ago, and removes its job (gc, or a first request that died before submitting).
+    func orphanRecord(_ fixture: StoreFixture, _ job: Job, age seconds: Double) throws {
+        for dir in ["new", "jobs"] { _ = try? FileSystem.unlink("\(fixture.root)/\(dir)/\(job.id.text).json") }
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-seconds)],
+                                              ofItemAtPath: "\(fixture.root)/idempotency/\(Self.key.keyHash)")
+    }
+
+    @Test func aKeyWhoseJobIsGoneForGoodIsFreeAgain() throws {
+        let fixture = try StoreFixture()
+        let store: any RunnerStore = fixture.store
+        let first = fresh(fixture)
+        #expect(try store.submit(first, idempotency: Self.key) == .created(first))
+        try orphanRecord(fixture, first, age: 120)
+        // Not a 503 for the rest of the key's 24 h: the repeat submits, once.
+        let second = fresh(fixture)
+        let started = Clock.monotonicMilliseconds()
+        #expect(try store.submit(second, idempotency: Self.key) == .created(second))
+        #expect(Clock.monotonicMilliseconds() - started < 1000, "no wait for a job that will never come")
+        #expect(try store.submit(fresh(fixture), idempotency: Self.key) == .repeated(second))
+        #expect(try store.jobs(JobFilter()).map(\.id) == [second.id])
+    }
+
+    @Test func concurrentRepeatsOfAKeyWhoseJobIsGoneCreateExactlyOneJob() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let first = fresh(fixture)
+        _ = try store.submit(first, idempotency: Self.key)
+        try orphanRecord(fixture, first, age: 120)
+        let jobs = (0..<16).map { _ in fresh(fixture) }
+        let outcomes = Mutex<[IdempotentSubmit?]>([])
+        let threads = jobs.map { job in
+            Thread {
+                let outcome = try? store.submit(job, idempotency: Self.key)
+                outcomes.withLock { $0.append(outcome) }
+            }
+        }
+        threads.forEach { $0.start() }
+        while outcomes.withLock({ $0.count }) < jobs.count { Thread.sleep(forTimeInterval: 0.005) }
+        let all = outcomes.withLock { $0 }
+        let created = all.compactMap { if case let .created(j)? = $0 { return j } else { return nil } }
+        let repeated = all.compactMap { if case let .repeated(j)? = $0 { return j } else { return nil } }
+        #expect(created.count == 1 && repeated.count == jobs.count - 1, "\(all)")
+        #expect(repeated.allSatisfy { $0.id == created.first?.id })
+        #expect(try store.jobs(JobFilter()).count == 1)
+    }
+
+    @Test func aKeyOlderThanADayIsFreeAgainBeforeGcRemovesIt() throws {
+        let fixture = try StoreFixture()
+        let store: any RunnerStore = fixture.store
+        let first = fresh(fixture)
+        _ = try store.submit(first, idempotency: Self.key)
+        _ = try store.ingest()
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-25 * 3600)],
+                                              ofItemAtPath: "\(fixture.root)/idempotency/\(Self.key.keyHash)")
+        // Past its 24 h the key answers no more repeats, even with another body, though gc has not run yet.
+        let other = IdempotencyRecord(keyHash: Self.key.keyHash, bodyHash: String(repeating: "1", count: 64))
+        let second = fresh(fixture)
+        #expect(try store.submit(second, idempotency: other) == .created(second))
+        #expect(try store.submit(fresh(fixture), idempotency: other) == .repeated(second))
+        #expect(Set(try store.jobs(JobFilter()).map(\.id)) == [first.id, second.id])
+    }
 }

@@ -32,6 +32,11 @@ final class SlowStore: JobStore, @unchecked Sendable {
     let watcher = ManualWatcher()
 
     let keys = Mutex<[String: (body: String, id: JobID)]>([:])
+    /// The next read of each of these jobs takes the job as it is, then waits for `heldRelease` before
+    /// returning it (a reader thread descheduled between its read and its report).
+    let held = Mutex<Set<JobID>>([])
+    let heldRead = DispatchSemaphore(value: 0)
+    let heldRelease = DispatchSemaphore(value: 0)
 
     func submit(_ job: Job) throws(StoreError) { jobsByID.withLock { $0[job.id] = job } }
     func submit(_ job: Job, idempotency record: IdempotencyRecord) throws(StoreError) -> IdempotentSubmit {
@@ -51,7 +56,12 @@ final class SlowStore: JobStore, @unchecked Sendable {
         reads.add(1, ordering: .relaxed)
         let delay = readMicroseconds.load(ordering: .relaxed)
         if delay > 0 { usleep(UInt32(delay)) }
-        return jobsByID.withLock { $0[id] }
+        let job = jobsByID.withLock { $0[id] }
+        if held.withLock({ $0.remove(id) != nil }) {
+            heldRead.signal()
+            heldRelease.wait()
+        }
+        return job
     }
     func jobs(_ filter: JobFilter) throws(StoreError) -> [Job] {
         jobsByID.withLock { Array($0.values) }.filter { filter.admits(state: $0.state, kind: $0.kind, owner: $0.owner) }
@@ -84,16 +94,19 @@ final class TestClient {
     private var raw: [UInt8] = []
 
     /// A socket pair: one end parked in `hub` as a stream following `target`, the other kept here.
-    init(hub: StreamHub, target: StreamTarget) {
+    init(hub: StreamHub, target: StreamTarget, authorizedUntil: Int64? = nil) {
         // As herald-fcgi does: the hub writing to a client that left must get EPIPE, not kill the test process.
         signal(SIGPIPE, SIG_IGN)
         var fds: [Int32] = [0, 0]
         precondition(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
         fd = fds[0]
-        hub.park(ParkedStream(fd: fds[1], requestID: 1, target: target, retryMilliseconds: 1000))
+        hub.park(ParkedStream(fd: fds[1], requestID: 1, target: target, retryMilliseconds: 1000, authorizedUntil: authorizedUntil))
     }
 
     deinit { Glibc.close(fd) }
+
+    /// Whether the hub ended the response (FastCGI END_REQUEST seen) and closed the connection.
+    private(set) var ended = false
 
     /// Reads until `done(self)` or `seconds` pass; returns whether `done` held.
     func read(within seconds: Double, until done: (TestClient) -> Bool) -> Bool {
@@ -105,7 +118,10 @@ final class TestClient {
             guard poll(&pfd, 1, Int32(left * 1000)) > 0 else { continue }
             var buffer = [UInt8](repeating: 0, count: 65536)
             let n = Glibc.read(fd, &buffer, buffer.count)
-            if n <= 0 { return done(self) }
+            if n <= 0 {
+                ended = true
+                return done(self)
+            }
             raw += buffer[0..<n]
             let received = TestClient.stdout(&raw)
             let events = received.components(separatedBy: "event: status\n").count - 1
