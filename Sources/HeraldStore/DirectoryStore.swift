@@ -194,8 +194,10 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
     /// The IDs of every job in new/ and jobs/, and what is known of the ended ones (forgetting those gc removed).
     private func listedJobs() throws(StoreError) -> (Set<JobID>, [JobID: EndedJob]) {
         var ids = Set<JobID>()
-        for name in try names(jobsDir) { if let id = DirectoryStore.id(fromFileName: name, suffix: ".json") { ids.insert(id) } }
+        // new/ first: ingest writes jobs/ID.json before it removes new/ID.json, so a job moving
+        // meanwhile is seen in one or both, never in neither.
         for name in try names(new) { if let id = DirectoryStore.id(fromFileName: name, suffix: ".json") { ids.insert(id) } }
+        for name in try names(jobsDir) { if let id = DirectoryStore.id(fromFileName: name, suffix: ".json") { ids.insert(id) } }
         let known = ended.withLock { ended in
             ended = ended.filter { ids.contains($0.key) }
             return ended

@@ -6,6 +6,35 @@ import Testing
 @testable import HeraldStore
 
 @Suite struct DirectoryStoreTests {
+    @Test func aListingNeverMissesAJobThatIngestMovesMeanwhile() throws {
+        // Ingest writes jobs/ID.json and only then removes new/ID.json: a listing of jobs/ before
+        // new/ can look into jobs/ too early and into new/ too late, and miss the job for one request.
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let submitted = Atomic<Int>(0)
+        let shared = ReaderState()
+        let mover = Thread {
+            for _ in 0..<400 {
+                let time = Timestamp(milliseconds: Clock.wallMilliseconds())
+                let job = Job(id: JobID(milliseconds: UInt64(time.milliseconds), random: RandomSource.bytes(10)),
+                              kind: "report", params: [:], now: time)
+                guard (try? store.submit(job)) != nil else { break }
+                submitted.add(1, ordering: .releasing)
+                _ = try? store.ingest()
+            }
+            shared.done.store(true, ordering: .releasing)
+        }
+        mover.start()
+        var short: [String] = []
+        while !shared.done.load(ordering: .acquiring) {
+            let expected = submitted.load(ordering: .acquiring)
+            let listed = try store.jobs(JobFilter(limit: 100_000)).count
+            if listed < expected { short.append("\(listed) of \(expected)") }
+        }
+        #expect(short.isEmpty, "listings missed jobs being ingested: \(short.prefix(5))")
+        #expect(try store.jobs(JobFilter(limit: 100_000)).count == 400)
+    }
+
     @Test func aReaderNeverSeesATornStatusFile() throws {
         let fixture = try StoreFixture()
         let store = fixture.store
