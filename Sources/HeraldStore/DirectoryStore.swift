@@ -3,7 +3,7 @@
 //   tmp/              submissions being written (web and CLI); renamed into new/ when complete
 //   runner-tmp/       job states being written by runners (0700: only they can touch a file here)
 //   new/ID.json       submissions not yet seen by a runner (web and CLI: tmp → fsync → rename)
-//   jobs/ID.json      the job's status; only runners write it (tmp → fsync → rename)
+//   jobs/ID.json      the job's status; only runners write it (runner-tmp → fsync → rename)
 //   queue/ID          an empty marker per queued job, so claiming never reads finished jobs
 //   running/ID.lock   flock held by the runner process running the job: held = alive
 //   slots/KIND.N.lock flock per concurrency slot of a kind, across all runner processes
