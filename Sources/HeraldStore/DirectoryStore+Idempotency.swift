@@ -86,7 +86,7 @@ extension DirectoryStore {
     /// Creates `path` holding `bytes`, complete from its first instant; false if it exists already.
     /// With `replacing`, the file then also replaces that path (atomically, by rename).
     private func createByLink(_ path: String, with bytes: [UInt8], replacing: String? = nil) throws(StoreError) -> Bool {
-        let temp = "\(tmp)/\(getpid()).\(RandomSource.bytes(6).map { String($0, radix: 16) }.joined()).key"
+        let temp = DirectoryStore.tempPath(in: tmp)
         defer { _ = try? FileSystem.unlink(temp) }
         do {
             let fd = try FileDescriptor.open(temp, O_WRONLY | O_CREAT | O_EXCL, mode: 0o664)
@@ -96,6 +96,9 @@ extension DirectoryStore {
             }
             guard try FileSystem.link(temp, path) else { return false }
             if let replacing { try FileSystem.rename(temp, replacing) }
+            // Durable before the job is submitted: a power cut must not keep the job and lose its key,
+            // or a repeat after it would submit a second job.
+            try FileSystem.syncDirectory(idempotency)
             return true
         } catch {
             throw .unavailable(error.description)

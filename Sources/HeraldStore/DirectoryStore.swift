@@ -88,11 +88,16 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
 
     // MARK: Writing a file whole
 
+    /// A fresh name in `dir` for a file being written: the pid says whose it is, the random part keeps threads apart.
+    static func tempPath(in dir: String) -> String {
+        "\(dir)/\(getpid()).\(RandomSource.bytes(6).map { String($0, radix: 16) }.joined()).tmp"
+    }
+
     /// Writes `bytes` to a temp file in `tempDir`, fsyncs it and renames it over `path`: readers see the old
     /// file or the new, never a part. Only who may write `path` may write `tempDir`: a file another user can
     /// replace between the write and the rename is that user's content under this writer's name.
     func replaceAtomically(_ path: String, with bytes: [UInt8], tempDir: String, syncDirectory: String? = nil) throws(StoreError) {
-        let temp = "\(tempDir)/\(getpid()).\(RandomSource.bytes(6).map { String($0, radix: 16) }.joined()).tmp"
+        let temp = DirectoryStore.tempPath(in: tempDir)
         do {
             let fd = try FileDescriptor.open(temp, O_WRONLY | O_CREAT | O_EXCL, mode: 0o664)
             try fd.closeAfter { (fd) throws(SystemError) in
