@@ -189,6 +189,11 @@ public final class MemoryStore: RunnerStore, Sendable {
 
     // MARK: Claims
 
+    /// Takes the running job's claim away, as another runner's recovery does after a cut-off (for tests).
+    public func takeOver(_ id: JobID) {
+        state.withLock { _ = $0.claims.removeValue(forKey: id) }
+    }
+
     /// Runs `body` on the state if claim `token` still holds job `id`; `.claimLost` if not.
     func underClaim<T>(_ id: JobID, _ token: UInt64, _ body: (inout State) -> T) throws(StoreError) -> T {
         let result: T? = state.withLock { state in
