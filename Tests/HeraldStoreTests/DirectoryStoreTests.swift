@@ -442,6 +442,26 @@ import Testing
         }
     }
 
+    @Test func aClaimWhoseLockFileWasReplacedIsLostAndWritesNothing() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let job = try fixture.submit()
+        _ = try store.ingest()
+        let claim = try #require(try store.claimNext(kinds: StoreFixture.kinds(), now: fixture.now()))
+        let progress = try #require(claim.job.applying(.report(ProgressReport(progress: 50)), at: fixture.now(), retries: 0))
+        try claim.writeProgress(progress)
+        // The lock file removed and made again (by hand, a wiped running/): this runner's flock guards nothing now.
+        let lockPath = "\(store.running)/\(job.id.text).lock"
+        try FileSystem.unlink(lockPath)
+        try FileDescriptor.open(lockPath, O_WRONLY | O_CREAT).close()
+        let late = try #require(progress.applying(.report(ProgressReport(progress: 60)), at: fixture.now(), retries: 0))
+        #expect(throws: StoreError.claimLost(job.id)) { try claim.writeProgress(late) }
+        #expect(throws: StoreError.claimLost(job.id)) { try claim.finish(try #require(late.applying(.exited(status: 0), at: fixture.now(), retries: 0))) }
+        #expect(try store.job(job.id) == progress)
+        claim.abandon()
+        #expect(FileSystem.exists(lockPath))  // left for recovery to find the job by
+    }
+
     @Test(arguments: [false, true])
     func theWatcherReportsChanges(polling: Bool) throws {
         let fixture = try StoreFixture()
