@@ -67,6 +67,7 @@ final class Attempt: @unchecked Sendable {
     /// How long a program's loop may sleep: until the first of `deadlines` or a due status write, at most 100 ms.
     func waitMilliseconds(now: Int64, deadlines: [Int64?]) -> Int32 {
         let first = (deadlines + [writer.deadline]).compactMap { $0 }.min() ?? .max
+        // At most 100 ms: a cancel or shutdown flag raised by the scheduler is seen within that.
         return Int32(max(0, min(100, first - now)))
     }
 
