@@ -140,8 +140,10 @@ public struct FileDescriptor: Hashable, Sendable {
     /// Sets the file's permission bits (fchmod); fails unless this process owns the file.
     public func setMode(_ mode: mode_t) throws(SystemError) { try retryingEINTR("fchmod") { Glibc.fchmod(rawValue, mode) } }
 
-    /// Cuts the file to nothing.
-    public func truncate() throws(SystemError) { try retryingEINTR("ftruncate") { Glibc.ftruncate(rawValue, 0) } }
+    /// Cuts the file to `length` bytes (nothing, by default).
+    public func truncate(to length: Int = 0) throws(SystemError) {
+        try retryingEINTR("ftruncate") { Glibc.ftruncate(rawValue, off_t(length)) }
+    }
 
     /// Moves the file position to `offset` from the start.
     public func seek(to offset: Int) throws(SystemError) {
