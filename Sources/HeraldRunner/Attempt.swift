@@ -15,6 +15,8 @@ final class Attempt: @unchecked Sendable {
     private(set) var job: Job
     private let claim: any JobClaim
     private let writer: StatusWriter
+    /// Whether reports changed the job since its state was last handed to the writer.
+    private var unwritten = false
 
     init(claim: any JobClaim, kind: KindConfig, options: RunnerOptions, interrupt: StopFlag, cancel: StopFlag, reaper: ChildReaper) {
         self.reaper = reaper
@@ -24,7 +26,8 @@ final class Attempt: @unchecked Sendable {
         job = claim.job
         stops = StopConditions(timeout: kind.timeout, interrupt: interrupt, cancel: cancel)
         log = LogSink(claim: claim, cap: options.logCapBytes, claimLost: stops.claimLost)
-        writer = StatusWriter(claim: claim, claimLost: stops.claimLost, intervalMilliseconds: options.statusIntervalMilliseconds)
+        writer = StatusWriter(claim: claim, claimLost: stops.claimLost, intervalMilliseconds: options.statusIntervalMilliseconds,
+                              now: Clock.monotonicMilliseconds())
     }
 
     static func now() -> Timestamp { Timestamp(milliseconds: Clock.wallMilliseconds()) }
@@ -51,22 +54,36 @@ final class Attempt: @unchecked Sendable {
         finish(event, retries: kind.retries)
     }
 
-    /// A progress line from the program; a report that changes nothing is not written.
+    /// A progress line from the program, applied to the job; `writeStatus` passes the result on (a report
+    /// that changes nothing is not written).
     func report(_ report: ProgressReport) {
         guard let next = job.applying(.report(report), at: Attempt.now(), retries: kind.retries) else { return }
         job = next
-        writer.update(next)
+        unwritten = true
     }
+
+    /// Passes the job's state, if reports changed it, to the writer (written now, or when the interval since
+    /// the last write is over), and writes a held-back state that is due. Programs call it after each batch
+    /// of reports, never per report, and on every turn of their loop.
+    func writeStatus(now: Int64) {
+        if unwritten {
+            unwritten = false
+            writer.update(job, now: now)
+        } else {
+            writer.flushIfDue(now: now)
+        }
+    }
+
+    /// When programs read reports next: nil as they come, else at this time (until then they could only wait).
+    func nextReportRead(now: Int64) -> Int64? { writer.nextRead(now: now) }
 
     /// Records the program's process group with the claim, for recovery after a crash of this runner.
     func recordProcessGroup(_ group: Int32) { claim.recordProcessGroup(group) }
 
-    /// Writes a held-back status if it is due; the programs' loops call it on every turn.
-    func flushStatus() { writer.flushIfDue() }
-
     /// How long a program's loop may sleep: until the first of `deadlines` or a due status write, at most 100 ms.
     func waitMilliseconds(now: Int64, deadlines: [Int64?]) -> Int32 {
-        let first = (deadlines + [writer.deadline]).compactMap { $0 }.min() ?? .max
+        var first = writer.deadline ?? .max
+        for case let deadline? in deadlines where deadline < first { first = deadline }
         // At most 100 ms: a cancel or shutdown flag raised by the scheduler is seen within that.
         return Int32(max(0, min(100, first - now)))
     }

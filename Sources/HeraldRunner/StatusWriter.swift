@@ -1,31 +1,34 @@
 import HeraldCore
-import HeraldPOSIX
 import HeraldStore
 
-/// Writes one running job's status through its claim and a `StatusThrottle`; the final state ends the claim.
+/// Writes one running job's status through its claim and a `StatusThrottle`, not durably (a crash may
+/// lose progress, never the job); the final state ends the claim, durably.
 final class StatusWriter {
     private let claim: any JobClaim
     private let claimLost: StopFlag
     private var throttle: StatusThrottle
 
-    /// A writer for a job whose `running` state the claim has just written.
-    init(claim: any JobClaim, claimLost: StopFlag, intervalMilliseconds: Int64) {
+    /// A writer for a job whose `running` state the claim wrote at `now` (monotonic milliseconds).
+    init(claim: any JobClaim, claimLost: StopFlag, intervalMilliseconds: Int64, now: Int64) {
         self.claim = claim
         self.claimLost = claimLost
-        throttle = StatusThrottle(intervalMilliseconds: intervalMilliseconds, lastWrite: Clock.monotonicMilliseconds())
+        throttle = StatusThrottle(intervalMilliseconds: intervalMilliseconds, lastWrite: now)
     }
 
-    /// When a held-back state must be written, in monotonic milliseconds.
+    /// When a held-back state must be written.
     var deadline: Int64? { throttle.deadline }
 
-    /// A new state of the running job: written now or at `deadline`.
-    func update(_ job: Job) {
-        if let job = throttle.offer(job, now: Clock.monotonicMilliseconds()) { write(job) }
+    /// When to read the program's reports next: nil as they come, else at this time (`StatusThrottle.nextRead`).
+    func nextRead(now: Int64) -> Int64? { throttle.nextRead(now: now) }
+
+    /// The job's latest state: written now or at `deadline`.
+    func update(_ job: Job, now: Int64) {
+        if let job = throttle.offer(job, now: now) { write(job) }
     }
 
     /// Writes the held-back state if its time has come.
-    func flushIfDue() {
-        if let job = throttle.due(now: Clock.monotonicMilliseconds()) { write(job) }
+    func flushIfDue(now: Int64) {
+        if let job = throttle.due(now: now) { write(job) }
     }
 
     /// Ends the attempt with its last state (`JobClaim.finish`), replacing anything held back.

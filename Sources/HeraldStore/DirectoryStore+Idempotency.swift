@@ -92,13 +92,13 @@ extension DirectoryStore {
             let fd = try FileDescriptor.open(temp, O_WRONLY | O_CREAT | O_EXCL, mode: 0o664)
             try fd.closeAfter { (fd) throws(SystemError) in
                 try fd.writeAll(bytes)
-                try fd.fsync()
+                try sync.file(fd, temp)
             }
             guard try FileSystem.link(temp, path) else { return false }
             if let replacing { try FileSystem.rename(temp, replacing) }
             // Durable before the job is submitted: a power cut must not keep the job and lose its key,
             // or a repeat after it would submit a second job.
-            try FileSystem.syncDirectory(idempotency)
+            try sync.directory(idempotency)
             return true
         } catch {
             throw unavailable(error)

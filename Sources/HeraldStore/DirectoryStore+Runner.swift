@@ -32,7 +32,7 @@ extension DirectoryStore: RunnerStore {
 
     /// Makes the names created or removed in `dirs` durable (not every filesystem orders them with other writes).
     func syncDirectories(_ dirs: [String]) throws(StoreError) {
-        try unavailableOnFailure { () throws(SystemError) in for dir in dirs { try FileSystem.syncDirectory(dir) } }
+        try unavailableOnFailure { () throws(SystemError) in for dir in dirs { try sync.directory(dir) } }
     }
 
     /// What a pass over the queue finds of a job.
@@ -48,7 +48,7 @@ extension DirectoryStore: RunnerStore {
 
     /// The job of `id` as a pass over the queue finds it.
     func jobForPass(_ id: JobID) throws(StoreError) -> PassJob {
-        do { return try read(statusPath(id)).map(PassJob.job) ?? .missing } catch {
+        do { return try status(id).map(PassJob.job) ?? .missing } catch {
             if case .corrupt = error { return .corrupt }
             throw error
         }
@@ -200,9 +200,10 @@ extension DirectoryStore: RunnerStore {
         }
     }
 
-    /// Writes a state of a job; `durable` also makes the rename itself durable (final states).
+    /// Writes a state of a job: a transition (`durable`) fsynced and kept in durable/, progress not
+    /// (DirectoryStore+Status.swift).
     func write(_ job: Job, durable: Bool) throws(StoreError) {
-        try replaceAtomically(statusPath(job.id), with: DirectoryStore.encode(job), tempDir: runnerTmp, syncDirectory: durable ? jobsDir : nil)
+        if durable { try writeDurableStatus(job, syncNames: true) } else { try writeVolatileStatus(job) }
     }
 
     /// Puts a job whose state is written as queued back in the queue, durably.
@@ -218,7 +219,7 @@ extension DirectoryStore: RunnerStore {
     /// Removes an ended job, its log and any leftovers.
     func remove(_ id: JobID) throws(StoreError) {
         // The status file goes last: a job is listed until everything else of it is gone.
-        for path in [logPath(id), cancelPath(id), marker(id)] { unlinkQuietly(path) }
+        for path in [logPath(id), cancelPath(id), marker(id), durablePath(id)] { unlinkQuietly(path) }
         try unavailableOnFailure { () throws(SystemError) in _ = try FileSystem.unlink(statusPath(id)) }
     }
 }

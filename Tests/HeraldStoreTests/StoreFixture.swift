@@ -10,9 +10,10 @@ final class StoreFixture {
     let store: DirectoryStore
     private var clock: Int64 = 1_764_000_000_000
 
-    init() throws {
+    /// A fixture whose store fsyncs through `sync` (a recorder, for tests of what is made durable).
+    init(sync: StoreSync = .system) throws {
         root = FileManager.default.temporaryDirectory.appendingPathComponent("herald-store-\(UUID().uuidString)").path
-        store = try DirectoryStore(root: root, create: true)
+        store = try DirectoryStore(root: root, create: true, maxBodyBytes: Config().maxBodyBytes, sync: sync)
     }
 
     deinit { try? FileManager.default.removeItem(atPath: root) }
