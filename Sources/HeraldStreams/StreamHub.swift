@@ -198,6 +198,7 @@ public final class StreamHub: @unchecked Sendable {
     /// A ping framed for request id 1 (what nginx uses), shared by every such stream.
     private static let sharedPing = frame(ServerSentEvents.ping, requestID: 1)
 
+    /// `text` as one FastCGI stdout record of request `requestID`.
     static func frame(_ text: String, requestID: UInt16) -> [UInt8] {
         var bytes: [UInt8] = []
         FastCGIRecord.appendStdout(Array(text.utf8), requestID: requestID, to: &bytes)
