@@ -81,22 +81,7 @@ extension StreamHub {
             dashboardSeqs.removeAll()
             dashboardEnded.removeAll()
         }
-        if !sub.jobIDs.isEmpty { unfollowing.append(sub) }
+        followers.remove(token: sub.token, jobs: sub.jobIDs)
         metrics.openStreams.add(-1, ordering: .relaxed)
-    }
-
-    /// Takes the streams closed this round out of `followers`. Not done in `close`: a stream closes
-    /// while its job's followers are being iterated, and removing it there would copy them all.
-    func pruneFollowers() {
-        for sub in unfollowing {
-            for id in sub.jobIDs {
-                followers[id]?[sub.token] = nil
-                if followers[id]?.isEmpty == true {
-                    followers[id] = nil
-                    cache[id] = nil
-                }
-            }
-        }
-        unfollowing.removeAll(keepingCapacity: true)
     }
 }

@@ -37,9 +37,7 @@ public final class StreamHub: @unchecked Sendable {
 
     var subscribers: [UInt64: Subscriber] = [:]
     /// Each followed job's streams; closed ones stay (marked closed, passed by) until the round ends.
-    var followers: [JobID: [UInt64: Subscriber]] = [:]
-    /// Streams closed this round, for `pruneFollowers`.
-    var unfollowing: [Subscriber] = []
+    var followers = Followers<Subscriber>()
     var dashboards: Set<UInt64> = []
     /// Owner streams by owner: a change of a job reaches only its owner's streams (and the dashboards),
     /// so the fan-out costs the streams that want it, never a pass over all subscribers.
@@ -168,7 +166,7 @@ public final class StreamHub: @unchecked Sendable {
             }
             fireDeadlines()
             if !logBacklog.isEmpty { continueLogs() }
-            if !unfollowing.isEmpty { pruneFollowers() }
+            for id in followers.endRound() { cache[id] = nil }
             if !dashboardEnded.isEmpty, now >= nextEndedPrune {
                 nextEndedPrune = now + heartbeatMilliseconds
                 dashboardEnded = dashboardEnded.filter { now - $0.value < StreamHub.endedMemoryMilliseconds }
@@ -271,8 +269,8 @@ public final class StreamHub: @unchecked Sendable {
         // The client left before it was parked: close() ran, and nothing may list the stream again.
         guard !sub.closed else { return }
         var gone: [JobID] = []
+        followers.add(sub, token: token, jobs: sub.jobIDs)
         for id in sub.jobIDs {
-            followers[id, default: [:]][token] = sub
             guard cache[id] == nil else { continue }
             do {
                 if let job = try store.job(id) { cache[id] = CachedJob(job, urlPrefix: urlPrefix) } else { gone.append(id) }
