@@ -206,6 +206,12 @@ extension DirectoryStore: RunnerStore {
         if durable { try writeDurableStatus(job, syncNames: true) } else { try writeVolatileStatus(job) }
     }
 
+    /// Runners watch new/ and cancel/ alone: the status and log writes of their own jobs (thousands a
+    /// second) would wake them for nothing.
+    public func watchRunnerChanges() throws(StoreError) -> any StoreWatcher {
+        try DirectoryWatcher(store: self, watched: [new, cancel])
+    }
+
     /// Puts a job whose state is written as queued back in the queue, durably.
     func enqueue(_ id: JobID) throws(StoreError) {
         try touch(marker(id))

@@ -484,6 +484,24 @@ import Testing
         #expect(try changes(watcher).contains(.job(job.id)))
     }
 
+    @Test func aRunnersWatcherLeavesOutStatusAndLogWrites() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let watcher = try store.watchRunnerChanges()
+        let job = try fixture.submit()
+        _ = try store.ingest()
+        let claim = try #require(try store.claimNext(kinds: StoreFixture.kinds(), now: fixture.now()))
+        var next = claim.job
+        next.message = "half"
+        next.seq += 1
+        try claim.writeProgress(next)
+        try claim.appendLog(Array("out\n".utf8))
+        try store.requestCancel(job.id)
+        // inotify queues an event within the syscall that caused it: all are there to read now.
+        let found = Set(try watcher.changes())
+        #expect(found == [.submitted(job.id), .cancelRequested(job.id)])
+    }
+
     @Test func aWatcherWhoseQueueOverflowedReportsEverything() throws {
         let fixture = try StoreFixture()
         let store = fixture.store
