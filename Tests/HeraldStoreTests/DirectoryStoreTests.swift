@@ -38,8 +38,10 @@ import Testing
     @Test func aReaderNeverSeesATornStatusFile() throws {
         let fixture = try StoreFixture()
         let store = fixture.store
-        var job = try fixture.submit()
+        try fixture.submit()
         _ = try store.ingest()
+        let claim = try #require(try store.claimNext(kinds: StoreFixture.kinds(), now: fixture.now()))
+        var job = claim.job
         let id = job.id
         let shared = ReaderState()
         let reader = Thread {
@@ -57,7 +59,7 @@ import Testing
         for n in 0..<2000 {
             job.seq += 1
             job.message = String(repeating: "x", count: n % 500)  // sizes vary, so a torn file would show
-            try store.write(job, durable: false)
+            try claim.writeProgress(job)
         }
         shared.done.store(true, ordering: .releasing)
         while !reader.isFinished { Thread.sleep(forTimeInterval: 0.01) }
@@ -472,10 +474,12 @@ import Testing
         #expect(try changes(watcher).contains(.submitted(job.id)))
         _ = try store.ingest()
         #expect(try changes(watcher).contains(.job(job.id)))
-        var next = job
+        let claim = try #require(try store.claimNext(kinds: StoreFixture.kinds(), now: fixture.now()))
+        #expect(try changes(watcher).contains(.job(job.id)))
+        var next = claim.job
         next.message = "a longer message than before"
         next.seq += 1
-        try store.write(next, durable: false)
+        try claim.writeProgress(next)
         #expect(try changes(watcher).contains(.job(job.id)))
         try store.requestCancel(job.id)
         #expect(try changes(watcher).contains(.cancelRequested(job.id)))
@@ -527,7 +531,7 @@ import Testing
         _ = try store.ingest()
         for id in [ended.id, other.id] {
             let job = try #require(try store.job(id))
-            try store.write(try #require(job.applying(.cancel, at: fixture.now(), retries: 0)), durable: true)
+            try store.writeTransition(try #require(job.applying(.cancel, at: fixture.now(), retries: 0)))
         }
         #expect(try store.jobCounts() == [.canceled: 2, .queued: 1])
         // Asked twice: the second answer comes partly from what the store remembers of ended jobs.
