@@ -143,9 +143,9 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
     }
 
     static func encode(_ job: Job) -> [UInt8] {
-        var text = job.json(urlPrefix: nil).text
-        text.append("\n")
-        return Array(text.utf8)
+        var bytes = job.json(urlPrefix: nil).bytes
+        bytes.append(UInt8(ascii: "\n"))
+        return bytes
     }
 
     func decode(_ bytes: [UInt8], _ path: String) throws(StoreError) -> Job {
