@@ -16,8 +16,8 @@ SWIFT      ?= swift
 PYTHON     ?= /usr/bin/python3
 
 BUILD_DIR   = $(shell $(SWIFT) build -c $(CONFIG) --show-bin-path 2>/dev/null)
-RUN_PKGS    = nginx libfcgi-dev libssl-dev pkg-config
-TEST_PKGS   = $(RUN_PKGS) spawn-fcgi chromium chromium-driver python3-selenium python3-pytest python3-venv procps
+RUN_PKGS    = nginx libfcgi-dev libssl-dev libpq-dev pkg-config
+TEST_PKGS   = $(RUN_PKGS) postgresql spawn-fcgi chromium chromium-driver python3-selenium python3-pytest python3-venv procps
 SUDO        = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all build deps test-deps test unit-test python-test integration-test demo demo-django django-venv install bench clean

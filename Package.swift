@@ -28,6 +28,8 @@ let package = Package(
         // C: OpenSSL's libcrypto, for HMAC-SHA-256, SHA-256 and CRYPTO_memcmp only.
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .target(name: "CHeraldSys"),
+        // C: libpq, PostgreSQL's client library (the PostgreSQL store, SPEC §8).
+        .systemLibrary(name: "CPostgres", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
 
         // Pure core: no I/O. Job model, state machine, IDs, config, SSE and FastCGI framing, routing.
         .target(name: "HeraldCore", dependencies: [.product(name: "Yams", package: "Yams")]),
@@ -37,6 +39,12 @@ let package = Package(
         .target(name: "HeraldTokens", dependencies: ["CCrypto", "HeraldCore", "HeraldPOSIX"]),
         // The state directory protocol: the only code that touches the directory.
         .target(name: "HeraldStore", dependencies: ["HeraldCore", "HeraldPOSIX"]),
+        // Every libpq call, wrapped once.
+        .target(name: "HeraldPostgres", dependencies: ["CPostgres"]),
+        // The PostgreSQL store: schema and migrations, claims, liveness, fencing, LISTEN/NOTIFY.
+        .target(name: "HeraldPostgresStore", dependencies: ["HeraldCore", "HeraldPOSIX", "HeraldStore", "HeraldPostgres"]),
+        // A private PostgreSQL cluster for tests (initdb and pg_ctl as nobody, in a temp dir).
+        .target(name: "HeraldPostgresTesting", dependencies: ["HeraldPOSIX"], path: "Tests/Support/HeraldPostgresTesting"),
         // Running jobs: claiming, spawning, fd-3 progress, logs, timeouts, retries, recovery.
         .target(name: "HeraldRunner", dependencies: ["HeraldCore", "HeraldPOSIX", "HeraldStore"]),
         // Every libfcgi call, wrapped once.
@@ -62,6 +70,9 @@ let package = Package(
         .testTarget(name: "HeraldStreamsTests", dependencies: ["HeraldStreams", "HeraldStore", "HeraldCore", "HeraldPOSIX"]),
         .testTarget(name: "HeraldAPITests", dependencies: ["HeraldAPI", "HeraldStore", "HeraldStreams", "HeraldCore", "HeraldTokens"]),
         .testTarget(name: "HeraldTokensTests", dependencies: ["HeraldTokens", "HeraldCore"]),
+        .testTarget(name: "HeraldPostgresTests", dependencies: [
+            "HeraldPostgres", "HeraldPostgresStore", "HeraldPostgresTesting", "HeraldStore", "HeraldCore", "HeraldPOSIX",
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )
