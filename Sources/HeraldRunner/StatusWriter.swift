@@ -2,14 +2,16 @@ import HeraldCore
 import HeraldPOSIX
 import HeraldStore
 
-/// Writes one running job's status through a `StatusThrottle`; the final state is written at once and durably.
+/// Writes one running job's status through its claim and a `StatusThrottle`; the final state ends the claim.
 final class StatusWriter {
-    private let store: any RunnerStore
+    private let claim: any JobClaim
+    private let claimLost: StopFlag
     private var throttle: StatusThrottle
 
     /// A writer for a job whose `running` state the claim has just written.
-    init(store: any RunnerStore, intervalMilliseconds: Int64) {
-        self.store = store
+    init(claim: any JobClaim, claimLost: StopFlag, intervalMilliseconds: Int64) {
+        self.claim = claim
+        self.claimLost = claimLost
         throttle = StatusThrottle(intervalMilliseconds: intervalMilliseconds, lastWrite: Clock.monotonicMilliseconds())
     }
 
@@ -26,14 +28,18 @@ final class StatusWriter {
         if let job = throttle.due(now: Clock.monotonicMilliseconds()) { write(job) }
     }
 
-    /// Writes the attempt's last state, durably, replacing anything held back.
+    /// Ends the attempt with its last state (`JobClaim.finish`), replacing anything held back.
     func finish(_ job: Job) throws(StoreError) {
         throttle.discardPending()
-        try store.write(job, durable: true)
+        try claim.finish(job)
     }
 
     private func write(_ job: Job) {
+        guard !claimLost.isRaised else { return }
         // A lost progress update is harmless: the next one or the final state replaces it.
-        do { try store.write(job, durable: false) } catch { runnerLog(.warning, "job \(job.id) status not written: \(error)") }
+        do { try claim.writeProgress(job) } catch {
+            if case .claimLost = error { claimLost.raise(); return }
+            runnerLog(.warning, "job \(job.id) status not written: \(error)")
+        }
     }
 }

@@ -68,7 +68,7 @@ extension DirectoryStore {
     /// The answer to a repeat, as the record is now: the recorded job as it is now, or `keyReused` for another body.
     private func repeated(_ path: String, _ record: IdempotencyRecord) throws(StoreError) -> Repeat {
         let bytes: [UInt8]?
-        do { bytes = try FileSystem.read(path) } catch { throw .unavailable(error.description) }
+        do { bytes = try FileSystem.read(path) } catch { throw unavailable(error) }
         // Removed meanwhile (gc, or a first request whose submit failed): nothing to repeat.
         guard let bytes else { throw .unavailable("the first request with this Idempotency-Key did not complete; try again") }
         guard let json = try? JSON.parse(bytes), let body = json["body"]?.stringValue, let first = json["job"].flatMap(Job.init(json:)) else {
@@ -101,7 +101,7 @@ extension DirectoryStore {
             try FileSystem.syncDirectory(idempotency)
             return true
         } catch {
-            throw .unavailable(error.description)
+            throw unavailable(error)
         }
     }
 

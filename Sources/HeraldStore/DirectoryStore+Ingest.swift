@@ -170,7 +170,7 @@ extension DirectoryStore {
             case EACCES, EPERM, ENXIO: return .failure(SubmissionRefused(reason: "it cannot be read: \(error)"))
             // A write lease its owner (the web user) took: thrown, it would fail every pass of every runner.
             case EWOULDBLOCK: return .failure(SubmissionRefused(reason: "another process holds a lease on it"))
-            default: throw .unavailable(error.description)
+            default: throw unavailable(error)
             }
         }
     }

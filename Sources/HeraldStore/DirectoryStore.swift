@@ -41,6 +41,7 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
         let state: JobState
         let kind: String
         let owner: String?
+        let finishedAt: Timestamp?
     }
 
     /// Opens the store at `root`. With `create`, makes the directories that are missing (the runner does; the web side only checks).
@@ -65,14 +66,14 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
             if create {
                 do {
                     if runnersOnly.contains(dir) { try FileSystem.makePrivateDirectory(dir) } else { try FileSystem.makeDirectory(dir) }
-                } catch { throw .unavailable(error.description) }
+                } catch { throw DirectoryStore.unavailable(root, error) }
             } else if !FileSystem.exists(dir) {
-                throw .unavailable("\(dir) is missing (herald-runner creates it on its first start)")
+                throw DirectoryStore.unavailable(root, "\(dir) is missing (herald-runner creates it on its first start)")
             }
         }
         let filesystem: StateFilesystem
-        do { filesystem = StateFilesystem(magic: try FileSystem.filesystemType(root)) } catch { throw .unavailable(error.description) }
-        if let refusal = filesystem.refusal(root: root) { throw .unsuitable(refusal) }
+        do { filesystem = StateFilesystem(magic: try FileSystem.filesystemType(root)) } catch { throw DirectoryStore.unavailable(root, error) }
+        if let refusal = filesystem.refusal(root: root) { throw .unsuitable("state directory \(refusal)") }
         filesystemWarning = filesystem.warning(root: root)
     }
 
@@ -81,9 +82,16 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
     func logPath(_ id: JobID) -> String { "\(logs)/\(id.text).log" }
     func cancelPath(_ id: JobID) -> String { "\(cancel)/\(id.text)" }
 
+    /// The store is unavailable for `why`: the message names the state directory.
+    static func unavailable(_ root: String, _ why: some CustomStringConvertible) -> StoreError {
+        .unavailable("state directory \(root): \(why)")
+    }
+
+    func unavailable(_ why: some CustomStringConvertible) -> StoreError { DirectoryStore.unavailable(root, why) }
+
     /// Runs a filesystem step; a failing syscall makes the store unavailable (the API's 503).
     func unavailableOnFailure<T>(_ body: () throws(SystemError) -> T) throws(StoreError) -> T {
-        do { return try body() } catch { throw .unavailable(error.description) }
+        do { return try body() } catch { throw unavailable(error) }
     }
 
     // MARK: Writing a file whole
@@ -108,7 +116,7 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
             if let syncDirectory { try FileSystem.syncDirectory(syncDirectory) }
         } catch {
             _ = try? FileSystem.unlink(temp)  // nothing half-written stays behind
-            throw .unavailable(error.description)
+            throw unavailable(error)
         }
     }
 
@@ -121,7 +129,7 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
 
     func read(_ path: String) throws(StoreError) -> Job? {
         let bytes: [UInt8]?
-        do { bytes = try FileSystem.read(path) } catch { throw .unavailable(error.description) }
+        do { bytes = try FileSystem.read(path) } catch { throw unavailable(error) }
         guard let bytes else { return nil }
         return try decode(bytes, path)
     }
@@ -213,7 +221,32 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
     /// Records an ended job's state and kind, if a runner wrote it: a file in new/ (forgeable by the web user) may claim anything.
     private func remember(_ found: (job: Job, isStatus: Bool)) {
         guard found.isStatus, found.job.state.isTerminal else { return }
-        ended.withLock { $0[found.job.id] = EndedJob(state: found.job.state, kind: found.job.kind, owner: found.job.owner) }
+        ended.withLock {
+            $0[found.job.id] = EndedJob(state: found.job.state, kind: found.job.kind, owner: found.job.owner, finishedAt: found.job.finishedAt)
+        }
+    }
+
+    /// For `RunnerStore.removeFinishedJobs`: what is remembered of ended jobs spares reading them on every batch.
+    public func removeFinishedJobs(before cutoff: Timestamp, limit: Int, dryRun: Bool) throws(StoreError) -> [Job] {
+        let (ids, known) = try listedJobs()
+        var due: [(end: Timestamp, id: JobID)] = []
+        for id in ids {
+            if let seen = known[id] {
+                if let end = seen.finishedAt, end < cutoff { due.append((end, id)) }
+                continue
+            }
+            guard let found = try? located(id), found.isStatus, found.job.state.isTerminal else { continue }
+            remember(found)
+            if let end = found.job.finishedAt, end < cutoff { due.append((end, id)) }
+        }
+        due.sort { ($0.end, $0.id) < ($1.end, $1.id) }
+        var removed: [Job] = []
+        for (_, id) in dryRun ? due[...] : due.prefix(limit) {
+            guard let job = try? read(statusPath(id)), job.state.isTerminal else { continue }
+            if !dryRun { try remove(id) }
+            removed.append(job)
+        }
+        return removed
     }
 
     public func requestCancel(_ id: JobID) throws(StoreError) {
@@ -233,7 +266,7 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
             }
         } catch {
             if error.errno == ENOENT { return LogRead(bytes: [], atEnd: true) }
-            throw .unavailable(error.description)
+            throw unavailable(error)
         }
     }
 

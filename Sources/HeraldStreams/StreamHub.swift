@@ -285,7 +285,7 @@ public final class StreamHub: @unchecked Sendable {
     private func applyChanges() {
         let changes: [StoreChange]
         do { changes = try watcher.changes() } catch {
-            log("error: watching the state directory: \(error)")
+            log("error: watching the store: \(error)")
             return
         }
         // A piece read earlier this round may predate the log writes these notices report.
@@ -297,6 +297,11 @@ public final class StreamHub: @unchecked Sendable {
             case let .log(id):
                 for sub in (followers[id] ?? [:]).values where sub.followsLog && !sub.isBlocked { catchUp(sub) }
             case .cancelRequested: break
+            case .everything:
+                // Changes may have been missed: every followed job is read again (past the round's budget,
+                // by the reader), and every log follower catches up from its offset.
+                changed.formUnion(followers.keys)
+                for sub in subscribers.values where sub.followsLog && !sub.isBlocked { catchUp(sub) }
             }
         }
         guard !changed.isEmpty else { return }

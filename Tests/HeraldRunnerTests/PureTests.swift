@@ -68,7 +68,7 @@ import Testing
     }
 
     @Test func theLogMarkerNamesTheCap() {
-        #expect(LogSink.marker(cap: 10 << 20) == Array("\n[herald: log truncated at 10 MiB]\n".utf8))
+        #expect(LogCap.marker(cap: 10 << 20) == Array("\n[herald: log truncated at 10 MiB]\n".utf8))
     }
 }
 

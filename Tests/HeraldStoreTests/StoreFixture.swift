@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 import HeraldCore
 import HeraldPOSIX
 @testable import HeraldStore
@@ -73,4 +74,11 @@ final class StoreFixture {
 struct StoreFixtureError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+extension JobClaim {
+    /// Ends the claim with its job succeeded, for tests about claiming rather than ending.
+    func succeed(at time: Timestamp) throws {
+        try finish(try #require(job.applying(.exited(status: 0), at: time, retries: 0)))
+    }
 }
