@@ -49,7 +49,7 @@ let package = Package(
         // A private PostgreSQL cluster for tests (initdb and pg_ctl as nobody, in a temp dir).
         .target(name: "HeraldPostgresTesting", dependencies: ["HeraldPOSIX"], path: "Tests/Support/HeraldPostgresTesting"),
         // The one place a configuration becomes a store: the state directory, or PostgreSQL.
-        .target(name: "HeraldStores", dependencies: ["HeraldCore", "HeraldStore"]),
+        .target(name: "HeraldStores", dependencies: ["HeraldCore", "HeraldStore", "HeraldPostgresStore"]),
         // Running jobs: claiming, spawning, fd-3 progress, logs, timeouts, retries, recovery.
         .target(name: "HeraldRunner", dependencies: ["HeraldCore", "HeraldPOSIX", "HeraldStore"]),
         // Every libfcgi call, wrapped once.
@@ -70,7 +70,7 @@ let package = Package(
         ]),
 
         .testTarget(name: "HeraldCoreTests", dependencies: ["HeraldCore"]),
-        .testTarget(name: "HeraldStoreTests", dependencies: ["HeraldStore", "HeraldPOSIX"]),
+        .testTarget(name: "HeraldStoreTests", dependencies: ["HeraldStore", "HeraldPOSIX", "HeraldPostgres", "HeraldPostgresStore", "HeraldPostgresTesting"]),
         .testTarget(name: "HeraldRunnerTests", dependencies: ["HeraldRunner", "HeraldStore", "HeraldPOSIX"]),
         .testTarget(name: "HeraldStreamsTests", dependencies: ["HeraldStreams", "HeraldStore", "HeraldCore", "HeraldPOSIX"]),
         .testTarget(name: "HeraldAPITests", dependencies: ["HeraldAPI", "HeraldStore", "HeraldStreams", "HeraldCore", "HeraldTokens"]),

@@ -8,7 +8,7 @@ import Synchronization
 /// A claim in PostgreSQL: the row's `claim` token. Every write is `… WHERE id = $1 AND claim = $2`,
 /// so once another runner took the job over (its token replaced the old one) this claim's writes
 /// match nothing and are refused: a cut-off runner never overwrites its successor (fencing).
-public final class PostgresClaim: Sendable {
+public final class PostgresClaim: JobClaim, Sendable {
     public let job: Job
     let token: Int64
     let session: RunnerLiveness.Session
@@ -27,7 +27,7 @@ public final class PostgresClaim: Sendable {
     /// The liveness session this claim was made under is gone for good: its jobs are (or will be)
     /// taken over, so the claim is lost even before the database says so.
     private func checkSession() throws(StoreError) {
-        if ended.load(ordering: .acquiring) || !session.isCurrent { throw claimLost(id) }
+        if ended.load(ordering: .acquiring) || !session.isCurrent { throw .claimLost(id) }
     }
 
     /// A new state of the still-running job.
@@ -40,7 +40,7 @@ public final class PostgresClaim: Sendable {
                 """, [.text(id.text), .int(token), .int(next.seq), .text(next.storedText)])
             return rows.count == 1
         }
-        if !written { throw claimLost(id) }
+        if !written { throw .claimLost(id) }
     }
 
     /// Appends program output; the size moves and the chunk lands in one statement.
@@ -55,14 +55,14 @@ public final class PostgresClaim: Sendable {
                 """, [.text(id.text), .int(token), .int(bytes.count), .bytes(bytes)])
             return rows.count == 1
         }
-        if !written { throw claimLost(id) }
+        if !written { throw .claimLost(id) }
     }
 
     /// How many bytes the job's log holds (all attempts).
     public func logSize() throws(StoreError) -> Int {
         try checkSession()
         let rows = try store.pool.with { try $0.execute("SELECT log_size FROM herald.jobs WHERE id = $1 AND claim = $2", [.text(id.text), .int(token)]) }
-        guard let size = rows.int(0, 0) else { throw claimLost(id) }
+        guard let size = rows.int(0, 0) else { throw .claimLost(id) }
         return size
     }
 
@@ -70,7 +70,7 @@ public final class PostgresClaim: Sendable {
     public func isCancelRequested() throws(StoreError) -> Bool {
         try checkSession()
         let rows = try store.pool.with { try $0.execute("SELECT cancel_requested FROM herald.jobs WHERE id = $1 AND claim = $2", [.text(id.text), .int(token)]) }
-        guard let requested = rows.bool(0, 0) else { throw claimLost(id) }
+        guard let requested = rows.bool(0, 0) else { throw .claimLost(id) }
         return requested
     }
 
@@ -82,12 +82,13 @@ public final class PostgresClaim: Sendable {
         }
     }
 
-    /// Ends the attempt in one statement: its last state, the claim and the cancel request cleared.
+    /// Ends the attempt in one statement: its last state, the claim cleared, and the cancel request too
+    /// unless the job is queued again (then the next pass cancels it).
     public func finish(_ last: Job) throws(StoreError) {
         try checkSession()
         let written = try store.pool.with { try PostgresClaim.finish($0, last, claim: token) }
         ended.store(true, ordering: .releasing)
-        if !written { throw claimLost(id) }
+        if !written { throw .claimLost(id) }
     }
 
     /// Leaves the job to recovery, as a crash would; this process's next recovery pass takes it.
@@ -100,7 +101,7 @@ public final class PostgresClaim: Sendable {
     static func finish(_ connection: PostgresConnection, _ last: Job, claim: Int64) throws -> Bool {
         let rows = try connection.execute("""
             WITH u AS (UPDATE herald.jobs SET state = $3, seq = $4, job = $5::json, finished_ms = $6, claim = NULL, runner = NULL,
-                           process_group = NULL, boot_id = NULL, cancel_requested = false
+                           process_group = NULL, boot_id = NULL, cancel_requested = cancel_requested AND $3 = 'queued'
                        WHERE id = $1 AND claim = $2 RETURNING id)
             SELECT pg_notify('herald', 'j ' || id) FROM u
             """, [.text(last.id.text), .int(claim), .text(last.state.rawValue), .int(last.seq), .text(last.storedText),
@@ -119,9 +120,4 @@ public final class PostgresClaim: Sendable {
         guard group > 1, !bootID.isEmpty else { return }
         _ = ChildProcess.signalGroup(group, SIGKILL)
     }
-}
-
-/// The error of a write under a claim that was taken over.
-func claimLost(_ id: JobID) -> StoreError {
-    .unavailable("PostgreSQL: the claim on job \(id) was taken over")
 }

@@ -18,11 +18,11 @@ extension PostgresStore {
     /// running rows are counted under a transaction-scoped advisory lock on the kind, taken with
     /// `try` (a claimer never waits for another, so two can never deadlock), so two claimers can
     /// never both see the last free slot.
-    public func claimNext(kinds: [String: KindConfig], now: Timestamp) throws(StoreError) -> PostgresClaim? {
+    public func claimNext(kinds: [String: KindConfig], now: Timestamp) throws(StoreError) -> (any JobClaim)? {
         guard !kinds.isEmpty else { return nil }
         let session = try runnerSession()
         let names = PostgresValue.textArray(Array(kinds.keys))
-        return try pool.transaction { connection -> PostgresClaim? in
+        return try pool.transaction { connection -> (any JobClaim)? in
             let running = try connection.execute(
                 "SELECT kind, count(*) FROM herald.jobs WHERE state = 'running' AND kind = ANY($1::text[]) GROUP BY kind", [names])
             var full = Set<String>()

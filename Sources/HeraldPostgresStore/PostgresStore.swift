@@ -15,7 +15,7 @@ import HeraldStore
 import Synchronization
 
 /// The PostgreSQL store, shared by herald-fcgi and herald-runner.
-public final class PostgresStore: Sendable {
+public final class PostgresStore: RunnerStore, Sendable {
     let pool: ConnectionPool
     /// The runner's liveness session, made at the first claim (the web side never has one).
     let liveness: Mutex<RunnerLiveness?> = Mutex(nil)
@@ -123,6 +123,12 @@ public final class PostgresStore: Sendable {
             if bytes.count >= maxBytes { break }
         }
         return LogRead(bytes: bytes, atEnd: offset + bytes.count >= size)
+    }
+
+    public func watch() throws(StoreError) -> any StoreWatcher {
+        let watcher = try PostgresWatcher(conninfo: pool.conninfo, applicationName: pool.applicationName)
+        sessionLostObservers.withLock { $0.append { [weak watcher] in watcher?.reportEverything() } }
+        return watcher
     }
 }
 

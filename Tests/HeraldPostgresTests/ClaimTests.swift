@@ -68,11 +68,11 @@ import Testing
         try fixture.connect().execute("UPDATE herald.jobs SET claim = nextval('herald.claims') WHERE id = $1", [.text(job.id.text)])
         let before = try store.job(job.id)
         progress = try #require(progress.applying(.report(ProgressReport(progress: 50)), at: fixture.now(), retries: 1))
-        #expect(throws: StoreError.self) { try claim.writeProgress(progress) }
-        #expect(throws: StoreError.self) { try claim.appendLog(Array("after\n".utf8)) }
-        #expect(throws: StoreError.self) { try claim.isCancelRequested() }
-        #expect(throws: StoreError.self) { try claim.logSize() }
-        #expect(throws: StoreError.self) { try claim.finish(try #require(progress.applying(.exited(status: 0), at: fixture.now(), retries: 1))) }
+        #expect(throws: StoreError.claimLost(job.id)) { try claim.writeProgress(progress) }
+        #expect(throws: StoreError.claimLost(job.id)) { try claim.appendLog(Array("after\n".utf8)) }
+        #expect(throws: StoreError.claimLost(job.id)) { try claim.isCancelRequested() }
+        #expect(throws: StoreError.claimLost(job.id)) { try claim.logSize() }
+        #expect(throws: StoreError.claimLost(job.id)) { try claim.finish(try #require(progress.applying(.exited(status: 0), at: fixture.now(), retries: 1))) }
         #expect(try store.job(job.id) == before)
         #expect(try store.log(job.id, from: 0, maxBytes: 100).bytes == Array("before\n".utf8))
     }
@@ -95,7 +95,7 @@ import Testing
         let successor = try #require(try other.claimNext(kinds: testKinds, now: fixture.now()))
         #expect(successor.job.id == job.id)
         let late = try #require(lost.job.applying(.exited(status: 0), at: fixture.now(), retries: 1))
-        #expect(throws: StoreError.self) { try lost.finish(late) }
+        #expect(throws: StoreError.claimLost(job.id)) { try lost.finish(late) }
         try successor.writeProgress(try #require(successor.job.applying(.report(ProgressReport(progress: 5)), at: fixture.now(), retries: 1)))
         #expect(try other.job(job.id)?.progress == 5)
         #expect(try other.job(job.id)?.attempt == 2)
@@ -214,6 +214,6 @@ import Testing
 /// Claims gathered from several threads.
 final class ClaimLog: @unchecked Sendable {
     private let lock = NSLock()
-    private(set) var claims: [PostgresClaim] = []
-    func add(_ claim: PostgresClaim) { lock.withLock { claims.append(claim) } }
+    private(set) var claims: [any JobClaim] = []
+    func add(_ claim: any JobClaim) { lock.withLock { claims.append(claim) } }
 }
