@@ -1,5 +1,6 @@
 # Herald — build, test, demo and install.
 #   make demo      run nginx + herald-fcgi + herald-runner on http://127.0.0.1:$(PORT)
+#                  (STORE=postgres: on a private PostgreSQL cluster in .demo/ instead of a state directory)
 #   make demo-django   the same with the example Django app (examples/django) on http://127.0.0.1:$(PORT)/
 #   make test      every test: Swift unit tests, the Python client's and the Django example's tests,
 #                  integration through nginx, headless browser
@@ -52,7 +53,8 @@ integration-test: django-venv
 
 # The stack on http://127.0.0.1:$(PORT)/herald/ with a private state dir in .demo/; Ctrl-C stops it.
 demo: build
-	$(PYTHON) scripts/herald_stack.py demo --port $(PORT) --bin-dir "$(BUILD_DIR)"
+	$(if $(filter postgres,$(STORE)),@scripts/ensure-packages postgresql)
+	$(PYTHON) scripts/herald_stack.py demo --port $(PORT) --bin-dir "$(BUILD_DIR)" --store $(or $(STORE),directory)
 
 # The same stack with the example Django app behind the same nginx (gunicorn); prints a demo login.
 demo-django: build django-venv

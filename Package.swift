@@ -65,7 +65,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "herald-runner", dependencies: [
-            "HeraldCore", "HeraldStore", "HeraldStores", "HeraldRunner", "HeraldPOSIX", "HeraldTokens",
+            "HeraldCore", "HeraldStore", "HeraldStores", "HeraldRunner", "HeraldPOSIX", "HeraldTokens", "HeraldPostgresStore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

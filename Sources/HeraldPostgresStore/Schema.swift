@@ -197,6 +197,14 @@ public enum Schema {
         }
     }
 
+    /// `migrate` on a connection of its own to `conninfo`.
+    public static func migrate(conninfo: String, webRole: String?, applicationName: String) throws(MigrationError) -> MigrationReport {
+        let connection: PostgresConnection
+        do { connection = try PostgresConnection.connect(conninfo, applicationName: applicationName) } catch { throw .postgres(error) }
+        defer { connection.close() }
+        return try migrate(connection, webRole: webRole)
+    }
+
     /// Nil when the database's schema is this build's version; else why the program must not start.
     public static func mismatch(_ connection: PostgresConnection) throws(PostgresError) -> String? {
         let rows: PostgresRows
@@ -220,6 +228,12 @@ public enum MigrationError: Error, Sendable, CustomStringConvertible {
     case noSuchRole(String)
     /// PostgreSQL refused or could not be reached.
     case postgres(PostgresError)
+
+    /// Whether PostgreSQL could not be reached (exit 69) rather than refused what was asked (78).
+    public var isUnavailable: Bool {
+        if case let .postgres(error) = self { return error.kind == .connection }
+        return false
+    }
 
     public var description: String {
         switch self {
