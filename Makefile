@@ -50,6 +50,7 @@ python-test: django-venv
 
 integration-test: django-venv
 	HERALD_BIN_DIR="$(BUILD_DIR)" $(PYTHON) -m pytest -q tests
+	HERALD_BIN_DIR="$(BUILD_DIR)" HERALD_TEST_STORE=postgres $(PYTHON) -m pytest -q tests/test_api.py
 
 # The stack on http://127.0.0.1:$(PORT)/herald/ with a private state dir in .demo/; Ctrl-C stops it.
 demo: build
