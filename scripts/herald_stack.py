@@ -661,7 +661,8 @@ class Stack:
             self._check_bins()
             os.makedirs(self.workdir, exist_ok=True)
             os.makedirs(self.logs_dir, exist_ok=True)
-            os.makedirs(self.state_dir, exist_ok=True)
+            if not self.database_url:
+                os.makedirs(self.state_dir, exist_ok=True)
             self._choose_socket_path()
             self.write_config()
             if self.database_url:

@@ -1,5 +1,6 @@
 import Foundation
 import HeraldCore
+import HeraldPOSIX
 import HeraldPostgres
 @testable import HeraldPostgresStore
 import HeraldPostgresTesting
@@ -216,4 +217,38 @@ final class ClaimLog: @unchecked Sendable {
     private let lock = NSLock()
     private(set) var claims: [any JobClaim] = []
     func add(_ claim: any JobClaim) { lock.withLock { claims.append(claim) } }
+}
+
+/// A runner whose liveness session is lost and cannot be taken back gives its claims up at once.
+@Suite struct LivenessTests {
+    @Test func aSessionThatCannotBeRetakenLosesItsClaimsAndWakesTheWatchers() throws {
+        let fixture = try PostgresFixture()
+        let store = try fixture.store()
+        let watcher = try store.watch()
+        let job = try fixture.submit(store)
+        let claim = try #require(try store.claimNext(kinds: testKinds, now: fixture.now()))
+        #expect(try claim.isCancelRequested() == false)
+        let admin = try fixture.connect()
+        let holder = try admin.execute("""
+            SELECT l.objid, l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.classid = $1::bigint::oid AND l.granted
+            """, [.int(Schema.LockSpace.runner.rawValue)])
+        let runner = try #require(holder.int(0, 0)), pid = try #require(holder.int(0, 1))
+        // A recovery holds the runner's lock the moment its session ends: the runner cannot take it back.
+        let recovery = try fixture.connect()
+        try admin.execute("SELECT pg_terminate_backend($1)", [.int(pid)])
+        try recovery.execute("SELECT pg_advisory_lock($1, $2)", [.int(Schema.LockSpace.runner.rawValue), .int(runner)])
+        var changes = Set<StoreChange>()
+        let deadline = HeraldPOSIX.Clock.monotonicMilliseconds() + 10_000
+        while !changes.contains(.everything), HeraldPOSIX.Clock.monotonicMilliseconds() < deadline {
+            changes.formUnion(try watcher.changes())
+            HeraldPOSIX.Clock.sleep(milliseconds: 20)
+        }
+        #expect(changes.contains(.everything))
+        #expect(throws: StoreError.claimLost(job.id)) { try claim.isCancelRequested() }
+        #expect(throws: StoreError.claimLost(job.id)) { try claim.writeProgress(claim.job) }
+        // The runner goes on under a new session: it claims again, and recovery may take the old one's jobs.
+        try recovery.execute("SELECT pg_advisory_unlock_all()")
+        let next = try fixture.submit(store)
+        #expect(try store.claimNext(kinds: testKinds, now: fixture.now())?.job.id == next.id)
+    }
 }
