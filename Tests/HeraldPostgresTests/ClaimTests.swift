@@ -203,8 +203,10 @@ import Testing
         store.liveness.withLock { $0?.stop() }
         let check = try fixture.connect()
         for _ in 0..<300 {
-            let held = try check.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::bigint::oid",
-                                         [.int(Schema.LockSpace.runner.rawValue)])
+            let held = try check.execute("""
+                SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::bigint::oid
+                    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                """, [.int(Schema.LockSpace.runner.rawValue)])
             if held.int(0, 0) == 0 { return }
             Thread.sleep(forTimeInterval: 0.01)
         }
@@ -231,6 +233,7 @@ final class ClaimLog: @unchecked Sendable {
         let admin = try fixture.connect()
         let holder = try admin.execute("""
             SELECT l.objid, l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.classid = $1::bigint::oid AND l.granted
+              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
             """, [.int(Schema.LockSpace.runner.rawValue)])
         let runner = try #require(holder.int(0, 0)), pid = try #require(holder.int(0, 1))
         // A recovery holds the runner's lock the moment its session ends: the runner cannot take it back.
