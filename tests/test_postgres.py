@@ -181,3 +181,37 @@ def test_a_kinds_concurrency_holds_across_two_runners_as_the_programs_see_it(bin
     finally:
         for r in runners:
             stop_process(r, 5)
+
+
+def test_a_runner_that_loses_its_liveness_session_for_good_stops_its_program(bin_dir, tmp_path, postgres_database):
+    """A cut-off runner must stop its programs before another runner may take its jobs over."""
+    from herald_stack import stop_process
+    cluster, _, url = postgres_database
+    marks = tmp_path / "marks"
+    script = f"echo start $HERALD_ATTEMPT $$ >> {marks}; sleep 60; echo end $HERALD_ATTEMPT >> {marks}"
+    config = tmp_path / "herald.yml"
+    config.write_text(f"database_url: '{url}'\nallow_anonymous_submit: true\nkinds:\n  slow:\n"
+                      f"    command: ['/bin/sh', '-c', {script!r}]\n    retries: 1\n")
+    assert runner(bin_dir, str(config), "migrate").returncode == 0
+    work = start_runner(bin_dir, str(config), tmp_path / "runner.log")
+    holder = None
+    try:
+        runner(bin_dir, str(config), "submit", "slow")
+        wait_until(lambda: marks.exists() and "start 1" in marks.read_text(), 15, what="attempt 1 running")
+        program = int(marks.read_text().split()[2])
+        lock = psql(url, "SELECT objid, pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 1213352961 "
+                         "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())").split("|")
+        runner_id, session = int(lock[0]), int(lock[1])
+        # As a recovery would: end the session and hold its lock, so the runner cannot take it back.
+        holder = subprocess.Popen([os.path.join(os.path.dirname(cluster.bin), "bin", "psql"), "-X", "-q", "-d", url],
+                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+        holder.stdin.write(f"SELECT pg_terminate_backend({session}); SELECT pg_advisory_lock(1213352961, {runner_id});\n")
+        holder.stdin.flush()
+        wait_until(lambda: not os.path.exists(f"/proc/{program}") or "zombie" in open(f"/proc/{program}/status").read(),
+                   20, what="the program stopped after the runner gave its session up")
+        assert "end 1" not in marks.read_text()
+    finally:
+        if holder:
+            holder.stdin.close()
+            holder.wait(timeout=10)
+        stop_process(work, 5)
