@@ -20,6 +20,7 @@ import random
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -148,23 +149,24 @@ class Cluster:
     def start(self) -> "Cluster":
         try:
             os.makedirs(self.workdir, exist_ok=True)
+            # Unix socket paths are short (108 bytes); pytest's tmp_path may be long.
+            self.socket_dir = tempfile.mkdtemp(prefix="herald-nodes-")
             tags = {t for t in self.node_hosts + self.runner_hosts if t}
             for tag in sorted(tags):
                 self.hosts[tag] = NetHost(tag).create()
-            self.pg = PostgresCluster(os.path.join(self.workdir, "pg"),
+            self.pg = PostgresCluster(None,  # a /tmp dir of its own: nobody cannot enter pytest's tmp_path
                                       listen=[h.outside for h in self.hosts.values()]).start()
-            self.pg.create_database("herald")
+            self.database = self.pg.create_database("herald")
             r = subprocess.run([os.path.join(self.bin_dir, "herald-runner"), "migrate", "--config", self.config_for(None)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             if r.returncode != 0:
                 raise StackError(f"herald-runner migrate: exit {r.returncode}: {r.stdout}")
             # The front: an ordinary stack without its own herald-fcgi or runner, whose nginx
             # passes to an upstream of every node.
+            sockets = [os.path.join(self.socket_dir, f"node{i}.sock") for i in range(self.node_count)]
             self.front = Stack(self.bin_dir, os.path.join(self.workdir, "front"), runner=False,
-                               config_overrides={**self._base_config(None), "state_dir": None})
-            self.front.start_fcgi = lambda: None  # the nodes are started below
-            sockets = [os.path.join(self.workdir, f"node{i}.sock") for i in range(self.node_count)]
-            self.front.upstream = sockets
+                               database_url=self.pg.conninfo(self.database), upstream=sockets,
+                               config_overrides={"kinds": self.kinds})
             for i in range(self.runner_count):
                 self.runners.append(None if i in self.idle_runners else self._start_runner(i))
             for i in range(self.node_count):
@@ -176,7 +178,7 @@ class Cluster:
         return self
 
     def _base_config(self, host: NetHost | None) -> dict:
-        db = self.pg.url(host.outside if host else None) if self.pg else None
+        db = self.pg.conninfo(self.database, host=host.outside if host else None)
         base = {"database_url": db, "url_prefix": "/jobs", "allow_anonymous_submit": True, "kinds": self.kinds}
         return herald_stack.deep_merge(base, self.config_overrides)
 
@@ -198,7 +200,7 @@ class Cluster:
 
     def _start_node(self, i: int):
         tag = self.node_hosts[i]
-        sock = self.front.upstream[i]
+        sock = os.path.join(self.socket_dir, f"node{i}.sock")
         return self._spawn(f"node{i}", [os.path.join(self.bin_dir, "herald-fcgi"), "--config",
                                         self.config_for(tag, f"node{i}"), "--socket", sock], tag)
 
@@ -232,7 +234,7 @@ class Cluster:
         for name in [f"node{i}" for i in range(self.node_count)] + [f"runner{i}" for i in range(self.runner_count)]:
             parts.append(f"--- {name}\n" + "\n".join(self.log(name).splitlines()[-30:]))
         if self.pg:
-            parts.append("--- postgresql\n" + self.pg.log_tail())
+            parts.append("--- postgresql\n" + herald_stack.tail(self.pg.log))
         if self.front:
             parts.append(self.front.diagnostics())
         return "\n".join(parts)
@@ -245,10 +247,10 @@ class Cluster:
                 stop_process(proc, 10)
             except Exception as e:  # keep stopping the others
                 print(f"cluster: stopping {proc}: {e}", file=sys.stderr)
-        for host in self.hosts.values():
-            host.heal() if host._made else None
         if self.pg:
             self.pg.stop()
+        if getattr(self, "socket_dir", None):
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
         for host in self.hosts.values():
             host.delete()
         for f in self._logs:

@@ -116,6 +116,7 @@ def test_kill_9_of_a_runner_on_another_host_is_recovered_within_30s_without_a_se
     wait_until(lambda: (cluster.json("GET", f"/jobs/{jid}")[2] or {}).get("attempt") == 2, 35,
                what="the other runner takes the job over")
     took = time.monotonic() - killed
+    print(f"kill -9 of the far runner: taken over after {took:.1f} s")
     assert took <= 30, f"taken over {took:.1f} s after the kill"
     job = cluster.wait_job(jid, timeout=60)
     assert job["state"] == "succeeded" and job["attempt"] == 2, job
@@ -157,11 +158,11 @@ def test_postgresql_restarting_under_200_streams_loses_no_final_state_and_submit
     by_job, clients, thread = stream_clients(cluster, jobs, per_job=20, seconds=120)
     wait_until(lambda: all(c.connected.is_set() for c in clients), 20, what="200 streams open")
     time.sleep(1.0)
-    cluster.pg.stop()
+    cluster.pg.stop_server()
     status, _, body = cluster.json("POST", "/jobs", {"kind": "task", "params": {"steps": "1"}})
     assert status == 503, (status, body)
     time.sleep(2.0)
-    cluster.pg.start()
+    cluster.pg.start_server()
     late = None
     deadline = time.monotonic() + 20
     while late is None and time.monotonic() < deadline:
@@ -192,7 +193,8 @@ def test_a_cut_off_runner_loses_its_job_and_its_later_writes_are_refused(make_cl
     wait_until(lambda: (cluster.json("GET", f"/jobs/{jid}")[2] or {}).get("attempt") == 2, 40,
                what="the other runner takes the job over")
     took = time.monotonic() - cut
-    assert took <= 30 + 2, f"taken over {took:.1f} s after the cut"
+    print(f"runner cut off: taken over after {took:.1f} s")
+    assert took <= 30, f"taken over {took:.1f} s after the cut"
     # The link comes back: the cut-off runner, alive all along, now reaches the database again.
     cluster.hosts["cut"].heal()
     seen_attempts = set()
