@@ -9,7 +9,9 @@ One process; bench/run.py starts several for large N. Protocol with the driver:
     then at T1 + grace the process writes its results to --out and exits.
 
 Only events published inside [T0, T1) count; a subscriber counts towards the
-expected deliveries only if it was open before T0 and still open at T1.
+expected deliveries only if it was open before T0 and still open at T1. An event whose
+message is `sK tMS` (the fan-out rows) counts as state K published at MS (epoch ms);
+any other as its `seq` published at its `updated_at`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ except ImportError:  # plain asyncio works, a little slower
 SEQ_RE = re.compile(rb'"seq"\s*:\s*(\d+)')
 TS_RE = re.compile(rb'"updated_at"\s*:\s*"([^"]+)"')
 STATE_RE = re.compile(rb'"state"\s*:\s*"([a-z]+)"')
+# A state tagged by its reporter (bench/ticker.py, publish.py --tag, relay-floor): state K, reported at MS.
+TAG_RE = re.compile(rb'"message"\s*:\s*"s(\d+) t(\d+)"')
 
 _ts_cache: dict = {}
 
@@ -184,10 +188,14 @@ class Sub(asyncio.Protocol):
                 self.first_at = now
                 if not self.done.done():
                     self.done.set_result(True)
-            pub = parse_ts(t.group(1))
+            tag = TAG_RE.search(block)
+            if tag:
+                state, pub = int(tag.group(1)), int(tag.group(2)) / 1000
+            else:
+                state, pub = seq, parse_ts(t.group(1))
             if st.t0 is not None and st.t0 <= pub < st.t1:
                 st.delays.append(now - pub)
-                key = (self.job << 32) | seq
+                key = (self.job << 32) | state
                 st.counts[key] = st.counts.get(key, 0) + 1
 
 
