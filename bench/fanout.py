@@ -20,16 +20,22 @@ floor for itself), and counts receipts per (job, K).
 
 Metrics per run: p50/p99/max delay; states never seen (a job's state that none of its
 subscribers received); deliveries lost (states × subscribers open throughout − receipts);
-CPU per delivered event, per process (/proc utime + stime over [T0, T0 + STATES/10 s + 0.5 s]):
+CPU per delivered event, per process (/proc utime + stime over [T0, T0 + STATES/10 s + 0.5 s],
+divided by the events received in that time):
 nginx (master + workers), herald-fcgi, herald-runner (itself, not its job programs), the floor.
+BENCH_SYSCALLS=1 counts the relay's system calls per event and process (perf stat, tracepoints);
+BENCH_PERF=1 records call graphs of those processes over the window into each run's perf.data
+(perf's own CPU is then in the figures: use it for where the time goes, not for the totals).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -44,7 +50,9 @@ STATES = 100
 INTERVAL_MS = 100
 LINGER_S = 5
 SPREAD_JOBS = 100
+SYSCALLS = ("write", "writev", "read", "readv", "recvfrom", "epoll_wait", "epoll_ctl", "sendmsg", "recvmsg")
 SECTION = os.path.join(BENCH, "fanout-result.md")
+VARIANTS_SECTION = os.path.join(BENCH, "relay-variants-result.md")
 NOTES = os.path.join(BENCH, "fanout-notes.md")
 
 # The SSE event Herald sends for a running ticker job (captured from herald-fcgi, id and
@@ -166,14 +174,62 @@ class NchanRows:
             stdin=subprocess.DEVNULL, start_new_session=True)
 
 
+# Settings tried on the floor (`make bench ROWS=variants`): each changes the stream location of
+# nginx/herald.conf (`location` directives replace or join the ones there), nginx.conf (`main`:
+# worker_processes), the upstream (`tcp`: fastcgi_pass 127.0.0.1:PORT) or the floor (`floor`).
+VARIANTS = {
+    "as shipped": {},
+    "fastcgi_buffer_size 2k": {"location": ["fastcgi_buffer_size 2k"]},
+    "fastcgi_buffer_size 4k": {"location": ["fastcgi_buffer_size 4k"]},
+    "fastcgi_buffering on (X-Accel-Buffering ignored)": {
+        "location": ["fastcgi_buffering on", "fastcgi_ignore_headers X-Accel-Buffering"]},
+    "postpone_output 0": {"location": ["postpone_output 0"]},
+    "tcp_nodelay off": {"location": ["tcp_nodelay off"]},
+    "chunked_transfer_encoding off": {"location": ["chunked_transfer_encoding off"]},
+    "sendfile off, output_buffers 1 4k": {"location": ["sendfile off", "output_buffers 1 4k"]},
+    "worker_processes 1": {"main": 1},
+    "TCP upstream (127.0.0.1)": {"tcp": True},
+    "2 events per write (floor --coalesce 2)": {"floor": ["--coalesce", "2"]},
+    "io_uring, 256 writes per submit (floor --uring 256)": {"floor": ["--uring", "256"]},
+}
+
+
+def apply_variant(workdir, variant, tcp_port):
+    """Edits the herald.conf and nginx.conf the stack wrote in workdir as `variant` says."""
+    conf = os.path.join(workdir, "herald.conf")
+    text = open(conf).read()
+    head = "location ^~ /jobs {\n"
+    start = text.index(head) + len(head)
+    end = text.index("\n}\n", start)
+    body = text[start:end]
+    for directive in variant.get("location", []):
+        name = directive.split()[0]
+        pattern = re.compile(rf"^(\s*){re.escape(name)}\s[^;]*;", re.M)
+        if pattern.search(body):
+            body = pattern.sub(lambda m: f"{m.group(1)}{directive};", body, count=1)
+        else:
+            body += f"\n    {directive};"
+    if variant.get("tcp"):
+        body = re.sub(r"fastcgi_pass unix:[^;]*;", f"fastcgi_pass 127.0.0.1:{tcp_port};", body)
+    with open(conf, "w") as f:
+        f.write(text[:start] + body + text[end:])
+    if "main" in variant:
+        main_conf = os.path.join(workdir, "nginx.conf")
+        text = open(main_conf).read()
+        with open(main_conf, "w") as f:
+            f.write(re.sub(r"worker_processes \d+;", f"worker_processes {variant['main']};", text))
+
+
 class FloorRows:
-    """nginx with nginx/herald.conf (as the Herald stack writes it) in front of bench/relay-floor.c."""
+    """nginx with nginx/herald.conf (as the Herald stack writes it) in front of bench/relay-floor.c;
+    `variant` (one of VARIANTS) changes the configuration or the floor."""
     name = "floor"
 
-    def __init__(self, bin_dir, workdir, floor_exe, floor_args=()):
+    def __init__(self, bin_dir, workdir, floor_exe, variant=None):
         self.workdir = workdir
         self.floor_exe = floor_exe
-        self.floor_args = list(floor_args)
+        self.variant = variant or {}
+        self.tcp_port = free_port() if self.variant.get("tcp") else None
         self.stack = Stack(bin_dir, workdir, runner=False, stop_grace=5)
         self.floor = None
         self.go_file = os.path.join(workdir, "go")
@@ -185,17 +241,19 @@ class FloorRows:
             s._choose_socket_path()
             s.port = free_port()
             s.write_nginx_conf()
+            apply_variant(self.workdir, self.variant, self.tcp_port)
             s.nginx_test()
             event = os.path.join(self.workdir, "event.txt")
             with open(event, "w") as f:
                 f.write(FLOOR_EVENT)
             self.floor_log = open(os.path.join(s.logs_dir, "relay-floor.log"), "ab")
+            listen = ["--tcp", str(self.tcp_port)] if self.tcp_port else ["--socket", s.socket_path]
             self.floor = subprocess.Popen(
-                [self.floor_exe, "--socket", s.socket_path, "--event", event, "--go", self.go_file,
-                 "--count", str(STATES), "--interval-ms", str(INTERVAL_MS)] + self.floor_args,
+                [self.floor_exe] + listen + ["--event", event, "--go", self.go_file,
+                 "--count", str(STATES), "--interval-ms", str(INTERVAL_MS)] + list(self.variant.get("floor", [])),
                 stdout=self.floor_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
             deadline = time.monotonic() + 10
-            while not os.path.exists(s.socket_path):
+            while not self._listening():
                 if self.floor.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("relay-floor did not start: " + s.log_tail("relay-floor"))
                 time.sleep(0.02)
@@ -207,6 +265,15 @@ class FloorRows:
             raise
         self.port = s.port
         return self
+
+    def _listening(self):
+        if not self.tcp_port:
+            return os.path.exists(self.stack.socket_path)
+        try:
+            socket.create_connection(("127.0.0.1", self.tcp_port), timeout=1).close()
+            return True
+        except OSError:
+            return False
 
     def __exit__(self, *exc):
         self.stack.stop()
@@ -251,7 +318,8 @@ def measure(system, n, njobs, run_dir, setup_timeout=90, first_event_timeout=30)
             clients.append(subprocess.Popen(
                 [bench.VPY, os.path.join(BENCH, "client.py"), "--port", str(system.port), "--targets", targets,
                  "--index", str(i), "--procs", str(k), "--out", os.path.join(run_dir, f"client{i}.json"),
-                 "--setup-timeout", str(setup_timeout), "--first-event-timeout", str(first_event_timeout)],
+                 "--setup-timeout", str(setup_timeout), "--first-event-timeout", str(first_event_timeout),
+                 "--states", str(STATES)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True))
         ready = []
         for c in clients:
@@ -272,22 +340,42 @@ def measure(system, n, njobs, run_dir, setup_timeout=90, first_event_timeout=30)
         procs = system.processes()
         cpu0 = cpu_by_process(procs)
         cpu_t0 = time.time()
+        perf = None
+        if os.environ.get("BENCH_SYSCALLS"):
+            # Counts of the system calls on the relay's path, per thread: they do not depend on the
+            # machine's load as CPU time does.
+            pids = ",".join(str(p) for ps in procs.values() for p in ps)
+            perf = subprocess.Popen(["perf", "stat", "--per-thread", "-x", ",", "-o", os.path.join(run_dir, "syscalls.csv"),
+                                     "-e", ",".join(f"syscalls:sys_enter_{c}" for c in SYSCALLS), "-p", pids],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        elif os.environ.get("BENCH_PERF"):
+            # Call graphs of the system's own processes over the window (perf report -i run/perf.data).
+            pids = ",".join(str(p) for ps in procs.values() for p in ps)
+            perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "2000", "-g", "-p", pids,
+                                     "-o", os.path.join(run_dir, "perf.data")],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         time.sleep(max(0.0, t0 + span + 0.5 - time.time()))
         cpu = {name: v - cpu0[name] for name, v in cpu_by_process(procs).items()}
-        cpu_window = time.time() - cpu_t0
+        cpu_end = time.time()
+        cpu_window = cpu_end - cpu_t0
+        if perf is not None:
+            perf.send_signal(signal.SIGINT)
+            perf.wait(timeout=60)
         for c in clients:
-            c.wait(timeout=span + 120)
+            c.wait(timeout=span + 150)
     finally:
         for c in clients:
             if c.poll() is None:
                 c.kill()
                 c.wait()
     results = [json.load(open(os.path.join(run_dir, f"client{i}.json"))) for i in range(len(clients))]
-    delays = bench.array.array("d")
+    delays, received = bench.array.array("d"), bench.array.array("d")
     for i in range(len(clients)):
-        with open(os.path.join(run_dir, f"client{i}.json.delays"), "rb") as f:
-            delays.frombytes(f.read())
-        os.unlink(os.path.join(run_dir, f"client{i}.json.delays"))
+        for arr, suffix in ((delays, ".delays"), (received, ".received")):
+            path = os.path.join(run_dir, f"client{i}.json{suffix}")
+            with open(path, "rb") as f:
+                arr.frombytes(f.read())
+            os.unlink(path)
     counts, subs_per_job = {}, {}
     for r in results:
         for key, v in r["counts"].items():
@@ -305,12 +393,24 @@ def measure(system, n, njobs, run_dir, setup_timeout=90, first_event_timeout=30)
     def pct(q):
         return vals[min(len(vals) - 1, int(q * len(vals)))] * 1000 if vals else None
 
-    delivered = len(vals)
+    # CPU per event: the events received while the CPU was counted (all of them unless overloaded).
+    delivered = sum(1 for t in received if t <= cpu_end)
+    syscalls = {}
+    csv = os.path.join(run_dir, "syscalls.csv")
+    if os.path.exists(csv) and delivered:
+        for line in open(csv):
+            f = line.strip().split(",")
+            if len(f) < 4 or not f[1].isdigit():
+                continue
+            comm = f[0].rsplit("-", 1)[0]
+            call = f[3].removeprefix("syscalls:sys_enter_")
+            per = syscalls.setdefault(comm, {})
+            per[call] = per.get(call, 0) + int(f[1]) / delivered
     return {
         "n": n, "jobs": njobs, "opened": opened, "setup_s": setup_s, "load": load,
         "full_window": sum(subs_per_job.values()), "jobs_watched": len(subs_per_job),
         "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": vals[-1] * 1000 if vals else None,
-        "delivered": delivered, "expected": STATES * sum(subs_per_job.values()),
+        "delivered": delivered, "delivered_late": len(vals) - delivered, "expected": STATES * sum(subs_per_job.values()),
         "never_seen": never_seen, "lost": lost,
         "out_of_order": sum(r["out_of_order"] for r in results),
         "errors": {k: v for r in results for k, v in r["errors"].items()},
@@ -318,6 +418,7 @@ def measure(system, n, njobs, run_dir, setup_timeout=90, first_event_timeout=30)
         "us_per_event": {name: (v * 1e6 / delivered if delivered else None) for name, v in cpu.items()},
         "us_per_event_total": sum(cpu.values()) * 1e6 / delivered if delivered else None,
         "client_cpu_s": sum(r["window_cpu_s"] for r in results),
+        "syscalls_per_event": {c: {k: round(v, 3) for k, v in per.items() if v >= 0.001} for c, per in syscalls.items()},
     }
 
 
@@ -326,6 +427,10 @@ def measure(system, n, njobs, run_dir, setup_timeout=90, first_event_timeout=30)
 
 
 def rows_wanted(systems):
+    if systems == ["variants"]:
+        wanted = os.environ.get("BENCH_VARIANTS")
+        names = [v for v in VARIANTS if not wanted or any(w.strip() and w.strip() in v for w in wanted.split(","))]
+        return [("one", 1, f"floor: {v}") for v in names]
     out = []
     for scenario, njobs, names in (("one", 1, ("herald", "nchan", "floor")), ("spread", SPREAD_JOBS, ("herald", "nchan"))):
         out += [(scenario, njobs, name) for name in names if name in systems]
@@ -337,7 +442,9 @@ def make_system(name, bin_dir, wd, floor_exe):
         return HeraldRows(bin_dir, wd)
     if name == "nchan":
         return NchanRows(wd)
-    return FloorRows(bin_dir, wd, floor_exe)
+    if name == "floor":
+        return FloorRows(bin_dir, wd, floor_exe)
+    return FloorRows(bin_dir, wd, floor_exe, VARIANTS[name.split(": ", 1)[1]])
 
 
 def spread(values, digits=1):
@@ -369,25 +476,32 @@ def summarize(runs):
     return out
 
 
-def write_section(runs, meta):
+def write_section(runs, meta, variants=False):
     lines = []
     A = lines.append
-    A("## Fan-out at the limit: Herald, nchan and the relay floor (issue 11)\n")
-    A("Generated by `bench/run.py --rows fanout` (`make bench ROWS=fanout`, module `bench/fanout.py`); "
-      "the notes after the tables are written by hand. Each row was started afresh for every repeat; "
-      "figures are the median, with the range over the repeats in brackets.\n")
+    if variants:
+        A("### The relay floor under other settings\n")
+        A("Generated by `bench/run.py --rows variants` (`make bench ROWS=variants`; `BENCH_VARIANTS=a,b` picks "
+          "variants by part of their name): the floor's one-job row with one setting changed at a time against "
+          "nginx/herald.conf as shipped. Median (range) over the repeats.\n")
+    else:
+        A("## Fan-out at the limit: Herald, nchan and the relay floor (issue 11)\n")
+        A("Generated by `bench/run.py --rows fanout` (`make bench ROWS=fanout`, module `bench/fanout.py`); "
+          "the notes after the tables are written by hand. Each row was started afresh for every repeat; "
+          "figures are the median, with the range over the repeats in brackets.\n")
     for m in meta:
         A(f"- {m['at']} UTC, git {m['git']}, load {' '.join(m['load'])} → {' '.join(m.get('load_end', ['?']))}: `{m['command']}`")
     A("")
-    A(f"Workload: every job reports {STATES} states at {1000 // INTERVAL_MS}/s (Herald: `herald-runner work` running "
-      "bench/ticker.py, which reports on fd 3; nchan: bench/publish.py POSTing to `/pub/ID`; floor: "
-      "bench/relay-floor.c writing the same SSE bytes as Herald). Delay: from the moment a state was reported "
-      "(the job program's clock for Herald) to its receipt by the client (bench/client.py, one process, "
-      "uvloop). **never seen**: states of a job that none of its subscribers received (summed over jobs and "
-      "repeats' median). **lost**: states × subscribers open throughout − receipts. **CPU/event**: CPU seconds "
-      f"of the system's processes over T0 … T0 + {STATES * INTERVAL_MS / 1000 + 0.5:g} s ÷ events delivered in the window, "
-      "in µs; per process: nginx = master + workers, herald-runner = the runner alone (not its job programs), "
-      "floor = relay-floor.\n")
+    if not variants:
+        A(f"Workload: every job reports {STATES} states at {1000 // INTERVAL_MS}/s (Herald: `herald-runner work` "
+          "running bench/ticker.py, which reports on fd 3; nchan: bench/publish.py POSTing to `/pub/ID`; floor: "
+          "bench/relay-floor.c writing the same SSE bytes as Herald). Delay: from the moment a state was reported "
+          "(the job program's clock for Herald) to its receipt by the client (bench/client.py, one process, "
+          "uvloop). **never seen**: states of a job that none of its subscribers received (summed over jobs). "
+          "**lost**: states × subscribers open throughout − receipts. **CPU/event**: CPU seconds of the "
+          f"system's processes over T0 … T0 + {STATES * INTERVAL_MS / 1000 + 0.5:g} s ÷ events delivered in the "
+          "window, in µs; per process: nginx = master + workers, herald-runner = the runner alone (not its job "
+          "programs), floor = relay-floor.\n")
     A("| case | system | runs | streams open | p50 ms | p99 ms | states never seen | deliveries lost | CPU µs/event | per process µs/event |")
     A("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     summary = summarize(runs)
@@ -420,14 +534,16 @@ def write_section(runs, meta):
           f"{bench.fmt(r['max_ms'])} | {r['never_seen']} | {r['lost']} | {bench.fmt(r['us_per_event_total'], 2)} | {per} | "
           f"{r['load'][0]} |")
     A("\n</details>\n")
-    with open(SECTION, "w") as f:
+    with open(VARIANTS_SECTION if variants else SECTION, "w") as f:
         f.write("\n".join(lines))
 
 
 def splice_section(doc):
     """Puts the fan-out section (and its hand-written notes) into docs/BENCHMARKS.md, in place of
     the previous one, else before the soak: the other sections stay as they were generated."""
-    section = open(SECTION).read().rstrip() + "\n"
+    section = open(SECTION).read().rstrip() + "\n" if os.path.exists(SECTION) else ""
+    if os.path.exists(VARIANTS_SECTION):
+        section += "\n" + open(VARIANTS_SECTION).read().rstrip() + "\n"
     if os.path.exists(NOTES):
         section += "\n" + open(NOTES).read().rstrip() + "\n"
     text = open(doc).read() if os.path.exists(doc) else ""
@@ -446,25 +562,27 @@ def splice_section(doc):
         f.write(text)
 
 
-def main(bin_dir, results_dir, quick, argv, keep):
+ENV = ("BENCH_FANOUT_N", "BENCH_REPEATS", "BENCH_FANOUT_SYSTEMS", "BENCH_VARIANTS")
+
+
+def main(bin_dir, results_dir, quick, argv, keep, variants=False):
+    """The fan-out rows, or (variants) the floor under each of VARIANTS; writes their section."""
     n = int(os.environ.get("BENCH_FANOUT_N", "200" if quick else "5000"))
     repeats = int(os.environ.get("BENCH_REPEATS", "1" if quick else "3"))
-    systems = os.environ.get("BENCH_FANOUT_SYSTEMS", "herald,nchan,floor").split(",")
-    out_file = os.path.join(results_dir, "fanout.json")
+    systems = ["variants"] if variants else os.environ.get("BENCH_FANOUT_SYSTEMS", "herald,nchan,floor").split(",")
+    out_file = os.path.join(results_dir, "variants.json" if variants else "fanout.json")
     state = json.load(open(out_file)) if keep and os.path.exists(out_file) else {"runs": [], "meta": []}
     floor_exe = build_floor(os.path.join(REPO, ".build-release"))
     work = os.path.join(results_dir, "work")
     meta = {"at": time.strftime("%H:%M", time.gmtime()), "load": bench.loadavg(),
             "git": subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
                                   text=True).stdout.strip(),
-            "command": " ".join(f"{k}={os.environ[k]}" for k in ("BENCH_FANOUT_N", "BENCH_REPEATS", "BENCH_FANOUT_SYSTEMS")
-                                if k in os.environ) + (" " if any(k in os.environ for k in ("BENCH_FANOUT_N", "BENCH_REPEATS", "BENCH_FANOUT_SYSTEMS")) else "")
-            + "/usr/bin/python3 " + " ".join(argv)}
+            "command": " ".join([f"{k}={os.environ[k]}" for k in ENV if k in os.environ] + ["/usr/bin/python3"] + argv)}
     log(f"rows {rows_wanted(systems)} × {repeats}, {n} streams, load {' '.join(meta['load'])}")
     runs = state["runs"]
     for rep in range(repeats):
         for scenario, njobs, name in rows_wanted(systems):
-            wd = os.path.join(work, f"fanout-{name}-{scenario}-{rep}")
+            wd = os.path.join(work, re.sub(r"[^A-Za-z0-9]+", "-", f"fanout-{name}-{scenario}-{rep}"))
             shutil.rmtree(wd, ignore_errors=True)
             try:
                 with make_system(name, bin_dir, wd, floor_exe) as system:
@@ -477,7 +595,9 @@ def main(bin_dir, results_dir, quick, argv, keep):
             per = " ".join(f"{p} {v:.2f}" for p, v in r["us_per_event"].items() if v is not None)
             log(f"{name} {scenario} #{rep + 1}: {r['opened']}/{n} open, p50 {bench.fmt(r['p50_ms'])} p99 "
                 f"{bench.fmt(r['p99_ms'])} ms, never seen {r['never_seen']}, lost {r['lost']}/{r['expected']}, "
-                f"CPU {bench.fmt(r['us_per_event_total'], 2)} µs/event ({per}), errors {r['errors']}")
+                f"received after the CPU window {r['delivered_late']}, "
+                f"CPU {bench.fmt(r['us_per_event_total'], 2)} µs/event ({per}), errors {r['errors']}"
+                + (f", syscalls per event {r['syscalls_per_event']}" if r["syscalls_per_event"] else ""))
             with open(out_file, "w") as f:
                 json.dump(state, f, indent=1)
             time.sleep(2)  # TIME_WAIT and the load settle a little
@@ -485,7 +605,7 @@ def main(bin_dir, results_dir, quick, argv, keep):
     state["meta"].append(meta)
     with open(out_file, "w") as f:
         json.dump(state, f, indent=1)
-    write_section(runs, state["meta"])
+    write_section(runs, state["meta"], variants)
     return state
 
 

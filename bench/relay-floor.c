@@ -21,6 +21,8 @@
  * --coalesce C   experiment: send C events per write, C records in one buffer (every
  *                C × interval), to split the cost per write from the cost per byte.
  * --tcp PORT     experiment: listen on 127.0.0.1:PORT instead of the unix socket.
+ * --uring B      experiment: submit the writes of one event through io_uring, B per
+ *                io_uring_enter(2) call, instead of one write(2) each.
  *
  * On SIGTERM it prints one JSON line of counters to stderr and exits.
  */
@@ -34,7 +36,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/io_uring.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -59,9 +64,41 @@ static int *parked;              /* fds of parked streams, dense */
 static int nparked;
 static int epfd;
 static volatile sig_atomic_t stopping;
-static struct { long accepted, parked, closed, events, writes, partial, rejected; double write_loop_s; } stat_;
+static struct { long accepted, parked, closed, events, writes, partial, rejected, enters; double write_loop_s; } stat_;
 
 static void die(const char *what) { perror(what); exit(1); }
+
+/* io_uring without liburing: the rings mapped once; one SQE per stream write. */
+static struct {
+    int fd;
+    unsigned entries, *sq_head, *sq_tail, *sq_mask, *sq_array, *cq_head, *cq_tail, *cq_mask;
+    struct io_uring_sqe *sqes;
+    struct io_uring_cqe *cqes;
+    unsigned pending;  /* SQEs queued, not yet submitted */
+    long inflight;     /* submitted, not yet completed */
+} ring;
+
+static void ring_setup(unsigned entries) {
+    struct io_uring_params p = {0};
+    ring.fd = (int)syscall(SYS_io_uring_setup, entries, &p);
+    if (ring.fd < 0) die("io_uring_setup");
+    ring.entries = p.sq_entries;
+    size_t sq_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+    size_t cq_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+    unsigned char *sq = mmap(NULL, sq_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ring.fd, IORING_OFF_SQ_RING);
+    unsigned char *cq = mmap(NULL, cq_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ring.fd, IORING_OFF_CQ_RING);
+    ring.sqes = mmap(NULL, p.sq_entries * sizeof(struct io_uring_sqe), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+                     ring.fd, IORING_OFF_SQES);
+    if (sq == MAP_FAILED || cq == MAP_FAILED || ring.sqes == MAP_FAILED) die("mmap io_uring");
+    ring.sq_head = (unsigned *)(sq + p.sq_off.head);
+    ring.sq_tail = (unsigned *)(sq + p.sq_off.tail);
+    ring.sq_mask = (unsigned *)(sq + p.sq_off.ring_mask);
+    ring.sq_array = (unsigned *)(sq + p.sq_off.array);
+    ring.cq_head = (unsigned *)(cq + p.cq_off.head);
+    ring.cq_tail = (unsigned *)(cq + p.cq_off.tail);
+    ring.cq_mask = (unsigned *)(cq + p.cq_off.ring_mask);
+    ring.cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
+}
 
 static double now_s(void) {
     struct timespec ts;
@@ -180,6 +217,63 @@ static void flush_conn(struct conn *c) {
     epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
+/* Submits the queued SQEs and reaps every completion there is; a short write is queued as write(2)'s is. */
+static void ring_submit_and_reap(const unsigned char *buf, size_t len, unsigned wait) {
+    if (ring.pending || wait) {
+        long r = syscall(SYS_io_uring_enter, ring.fd, ring.pending, wait, wait ? IORING_ENTER_GETEVENTS : 0, NULL, 0);
+        stat_.enters++;
+        if (r < 0) die("io_uring_enter");
+        ring.inflight += ring.pending;
+        ring.pending = 0;
+    }
+    unsigned head = *ring.cq_head;
+    while (head != __atomic_load_n(ring.cq_tail, __ATOMIC_ACQUIRE)) {
+        struct io_uring_cqe *cqe = &ring.cqes[head & *ring.cq_mask];
+        int fd = (int)cqe->user_data;
+        int res = cqe->res;
+        head++;
+        ring.inflight--;
+        struct conn *c = conns[fd];
+        if (!c) continue;
+        if (res < 0 && res != -EAGAIN) { close_conn(c); continue; }
+        size_t done = res < 0 ? 0 : (size_t)res;
+        if (done < len) {  /* the rest waits for EPOLLOUT, as with write(2) */
+            stat_.partial++;
+            c->out = realloc(c->out, c->out_len + len - done);
+            memcpy(c->out + c->out_len, buf + done, len - done);
+            c->out_len += len - done;
+            struct epoll_event ev = {.events = EPOLLRDHUP | EPOLLOUT, .data.fd = c->fd};
+            epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+        }
+    }
+    __atomic_store_n(ring.cq_head, head, __ATOMIC_RELEASE);
+}
+
+/* One event to every parked stream through io_uring, `batch` SQEs per io_uring_enter(2). */
+static void ring_send_all(const unsigned char *buf, size_t len, unsigned batch) {
+    for (int k = nparked - 1; k >= 0; k--) {
+        struct conn *c = conns[parked[k]];
+        if (c->out_len > c->out_off) { send_bytes(c, buf, len); continue; }  /* behind: queue in order */
+        unsigned tail = *ring.sq_tail, idx = tail & *ring.sq_mask;
+        struct io_uring_sqe *sqe = &ring.sqes[idx];
+        memset(sqe, 0, sizeof *sqe);
+        sqe->opcode = IORING_OP_WRITE;
+        sqe->fd = c->fd;
+        sqe->addr = (unsigned long)buf;
+        sqe->len = (unsigned)len;
+        sqe->off = (unsigned long long)-1;  /* the file position: sockets have none */
+        sqe->user_data = (unsigned long long)c->fd;
+        ring.sq_array[idx] = idx;
+        __atomic_store_n(ring.sq_tail, tail + 1, __ATOMIC_RELEASE);
+        ring.pending++;
+        stat_.writes++;
+        if (ring.pending == batch) ring_submit_and_reap(buf, len, 0);
+    }
+    ring_submit_and_reap(buf, len, 0);
+    /* The buffer is reused for the next event: wait for the writes still in flight (a full socket). */
+    while (ring.inflight > 0) ring_submit_and_reap(buf, len, 1);
+}
+
 static unsigned char head_frame[8192];
 static size_t head_len;
 
@@ -229,7 +323,7 @@ static void on_term(int sig) { (void)sig; stopping = 1; }
 
 int main(int argc, char **argv) {
     const char *sock_path = NULL, *event_path = NULL, *go_path = NULL;
-    int count = 100, interval_ms = 100, coalesce = 1, tcp_port = 0;
+    int count = 100, interval_ms = 100, coalesce = 1, tcp_port = 0, uring = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) { fprintf(stderr, "relay-floor: %s needs a value\n", a); return 64; }
@@ -240,12 +334,13 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--interval-ms")) interval_ms = atoi(v);
         else if (!strcmp(a, "--coalesce")) coalesce = atoi(v);
         else if (!strcmp(a, "--tcp")) tcp_port = atoi(v);
+        else if (!strcmp(a, "--uring")) uring = atoi(v);
         else { fprintf(stderr, "relay-floor: unknown option %s\n", a); return 64; }
         i++;
     }
-    if ((!sock_path && !tcp_port) || !event_path || !go_path || count < 1 || interval_ms < 1 || coalesce < 1) {
+    if ((!sock_path && !tcp_port) || !event_path || !go_path || count < 1 || interval_ms < 1 || coalesce < 1 || uring < 0) {
         fprintf(stderr, "usage: relay-floor --socket PATH|--tcp PORT --event FILE --go FILE [--count N] "
-                        "[--interval-ms MS] [--coalesce C]\n");
+                        "[--interval-ms MS] [--coalesce C] [--uring BATCH]\n");
         return 64;
     }
     char *tmpl = read_file(event_path, NULL);
@@ -281,6 +376,7 @@ int main(int argc, char **argv) {
     }
     if (listen(lfd, 4096) < 0) die("listen");
     epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (uring) ring_setup(4096);
     struct epoll_event lev = {.events = EPOLLIN, .data.fd = LISTEN_TOKEN};
     epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &lev);
 
@@ -349,8 +445,12 @@ int main(int argc, char **argv) {
             stat_.events++;
             if (next % coalesce == 0 || next == count) {
                 double w0 = now_s();
-                for (int k = nparked - 1; k >= 0; k--) {  /* backwards: a close moves the last one here */
-                    send_bytes(conns[parked[k]], batch, batch_len);
+                if (uring) {
+                    ring_send_all(batch, batch_len, (unsigned)uring);
+                } else {
+                    for (int k = nparked - 1; k >= 0; k--) {  /* backwards: a close moves the last one here */
+                        send_bytes(conns[parked[k]], batch, batch_len);
+                    }
                 }
                 stat_.write_loop_s += now_s() - w0;
                 batch_len = 0;
@@ -362,9 +462,10 @@ int main(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &ru);
     fprintf(stderr,
             "{\"accepted\": %ld, \"parked\": %ld, \"open\": %d, \"closed\": %ld, \"rejected\": %ld, \"events\": %ld, "
-            "\"writes\": %ld, \"partial_writes\": %ld, \"write_loop_s\": %.4f, \"user_s\": %.3f, \"sys_s\": %.3f}\n",
+            "\"writes\": %ld, \"partial_writes\": %ld, \"uring_enters\": %ld, \"write_loop_s\": %.4f, \"user_s\": %.3f, "
+            "\"sys_s\": %.3f}\n",
             stat_.accepted, stat_.parked, nparked, stat_.closed, stat_.rejected, stat_.events, stat_.writes,
-            stat_.partial, stat_.write_loop_s, ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
+            stat_.partial, stat_.enters, stat_.write_loop_s, ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
             ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
     if (sock_path && !tcp_port) unlink(sock_path);
     return 0;

@@ -16,8 +16,9 @@ Writes bench/results/*.json, docs/BENCHMARKS.md and docs/bench-latency.png.
 
 --rows picks the row sets (`make bench ROWS=...`): `classic` (the above), `fanout` (issue 11:
 Herald through herald-runner, nchan and the relay floor at 5,000 streams, repeated; see
-bench/fanout.py, which has its own BENCH_FANOUT_* variables), or `all` (the default). Run
-alone, `fanout` rewrites only its own section of docs/BENCHMARKS.md.
+bench/fanout.py, which has its own BENCH_FANOUT_* variables), or `all` (the default); and
+`variants`, alone: the relay floor under other nginx settings. Run alone, `fanout` and
+`variants` rewrite only their own section of docs/BENCHMARKS.md.
 Everything it starts is stopped at the end, also on errors.
 """
 
@@ -869,8 +870,8 @@ def main():
     p.add_argument("--rows", default="all", help="classic, fanout or all (default)")
     args = p.parse_args()
     rows = {"all": {"classic", "fanout"}}.get(args.rows, set(args.rows.split(",")))
-    if not rows or rows - {"classic", "fanout"}:
-        p.error(f"--rows: classic, fanout or all, not {args.rows!r}")
+    if not rows or rows - {"classic", "fanout", "variants"} or ("variants" in rows and len(rows) > 1):
+        p.error(f"--rows: classic, fanout, all or variants (alone), not {args.rows!r}")
     args.argv = ["bench/run.py"] + sys.argv[1:]
     default_n = "200,1000" if args.quick else "1000,5000,10000"
     args.n_list = os.environ.get("BENCH_N", default_n)
@@ -887,13 +888,13 @@ def main():
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    if rows == {"fanout"}:
+    if rows in ({"fanout"}, {"variants"}):
         import fanout
         if not args.report_only:
             ensure_packages(classic=False)
             raise_nofile()
             try:
-                fanout.main(build_herald(), RESULTS, args.quick, args.argv, args.keep)
+                fanout.main(build_herald(), RESULTS, args.quick, args.argv, args.keep, variants="variants" in rows)
             except KeyboardInterrupt:
                 log("interrupted; everything started was stopped")
                 return 130
