@@ -170,7 +170,8 @@ class NchanRows:
         self.pub = subprocess.Popen(
             [bench.VPY, os.path.join(BENCH, "publish.py"), "--mode", "nchan", "--port", str(self.port),
              "--jobs", jobs_file, "--out", os.path.join(self.workdir, "published.json"),
-             "--start", f"{t0:.3f}", "--count", str(STATES), "--rate", str(1000 / INTERVAL_MS), "--tag"],
+             "--start", f"{t0:.3f}", "--count", str(STATES), "--rate", str(1000 / INTERVAL_MS), "--tag",
+             "--threads", "8"],
             stdin=subprocess.DEVNULL, start_new_session=True)
 
 
