@@ -458,6 +458,18 @@ def spread(values, digits=1):
     return f(med) if len(vals) == 1 or min(vals) == max(vals) else f"{f(med)} ({f(min(vals))}–{f(max(vals))})"
 
 
+def syscall_summary(rs):
+    """Median system calls per event of the relay's path (BENCH_SYSCALLS=1), e.g. `nginx recvfrom 1.00 writev 1.00`."""
+    per = {}
+    for r in rs:
+        for comm, calls in r.get("syscalls_per_event", {}).items():
+            for call, v in calls.items():
+                if call in ("write", "writev", "recvfrom", "read"):
+                    per.setdefault(comm, {}).setdefault(call, []).append(v)
+    return "; ".join(f"{comm} " + " ".join(f"{c} {statistics.median(v):.2f}" for c, v in sorted(calls.items()))
+                     for comm, calls in per.items())
+
+
 def summarize(runs):
     """Rows of the summary table, one per (scenario, system), in the rows' order."""
     out = []
@@ -473,6 +485,7 @@ def summarize(runs):
             "total_median": statistics.median([r["us_per_event_total"] for r in rs if r["us_per_event_total"]] or [0]),
             "p99_median": statistics.median([r["p99_ms"] for r in rs if r["p99_ms"] is not None] or [0]),
             "per_process": ", ".join(f"{p} {spread([r['us_per_event'].get(p) for r in rs], 2)}" for p in names),
+            "syscalls": syscall_summary(rs),
         })
     return out
 
@@ -503,14 +516,16 @@ def write_section(runs, meta, variants=False):
           f"system's processes over T0 … T0 + {STATES * INTERVAL_MS / 1000 + 0.5:g} s ÷ events delivered in the "
           "window, in µs; per process: nginx = master + workers, herald-runner = the runner alone (not its job "
           "programs), floor = relay-floor.\n")
-    A("| case | system | runs | streams open | p50 ms | p99 ms | states never seen | deliveries lost | CPU µs/event | per process µs/event |")
-    A("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     summary = summarize(runs)
+    calls = any(s["syscalls"] for s in summary)
+    A("| case | system | runs | streams open | p50 ms | p99 ms | states never seen | deliveries lost | CPU µs/event | "
+      "per process µs/event |" + (" system calls per event |" if calls else ""))
+    A("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |" + (" --- |" if calls else ""))
     for s in summary:
         jobs = "1 job" if s["jobs"] == 1 else f"{s['jobs']} jobs"
         case = f"{s['n']:,} streams, {jobs}"
         A(f"| {case} | {s['system']} | {s['repeats']} | {s['opened']} | {s['p50']} | {s['p99']} | {s['never_seen']} | "
-          f"{s['lost']} | {s['total']} | {s['per_process']} |")
+          f"{s['lost']} | {s['total']} | {s['per_process']} |" + (f" {s['syscalls'] or '–'} |" if calls else ""))
     A("")
     ratios = []
     by = {(s["scenario"], s["system"]): s for s in summary}
@@ -551,16 +566,21 @@ def splice_section(doc):
     head = "## Fan-out at the limit"
     start = text.find(head)
     if start >= 0:
-        end = text.find("\n## ", start + len(head))
-        # The notes file carries its own `## ` headings: skip to the first heading that is neither.
-        while end >= 0 and text[end + 1:].startswith(("## Where each µs", "## What stands")):
-            end = text.find("\n## ", end + 1)
+        end = text.find("\n## ", start + len(head))  # the notes use ### headings only
         text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
     else:
         at = text.find("## Soak")
         text = (text[:at] + section + "\n" + text[at:]) if at >= 0 else text + "\n" + section
     with open(doc, "w") as f:
         f.write(text)
+
+
+def report(results_dir, variants=False):
+    """Rewrites the section from the recorded runs (run.py --report-only)."""
+    path = os.path.join(results_dir, "variants.json" if variants else "fanout.json")
+    if os.path.exists(path):
+        state = json.load(open(path))
+        write_section(state["runs"], state["meta"], variants)
 
 
 ENV = ("BENCH_FANOUT_N", "BENCH_REPEATS", "BENCH_FANOUT_SYSTEMS", "BENCH_VARIANTS")

@@ -692,7 +692,9 @@ def write_report(rows, extras, facts, runs, path):
       "for the recorded run. Raw results: `bench/results/*.json` (not committed).\n")
     A("## How to run\n")
     A("```")
-    A("make bench                                   # full run (N = 1000, 5000, 10000), ~25 min")
+    A("make bench ROWS=classic                      # these tables (N = 1000, 5000, 10000), ~25 min")
+    A("make bench ROWS=fanout                       # Herald / nchan / relay floor at 5,000 streams, ~8 min")
+    A("make bench ROWS=variants                     # the relay floor under other nginx settings")
     A("BENCH_N=1000,5000 BENCH_SYSTEMS=herald,nchan make bench")
     A("/usr/bin/python3 bench/run.py --quick        # a dry run: small N, short windows")
     A("/usr/bin/python3 bench/soak.py --minutes 2   # the soak (10,000 streams, jobs finishing throughout)")
@@ -898,6 +900,8 @@ def main():
             except KeyboardInterrupt:
                 log("interrupted; everything started was stopped")
                 return 130
+        else:
+            fanout.report(RESULTS, variants="variants" in rows)
         fanout.splice_section(doc)
         log(f"wrote the fan-out section of {doc}")
         return 0
