@@ -1,12 +1,14 @@
 // swift-tools-version:6.0
 //
-// Herald: live job status for browsers, as two small Unix programs and a directory.
+// Herald: live job status for browsers, as two small Unix programs and a store (a directory, or PostgreSQL).
 //
 //   herald-fcgi ──▶ HeraldAPI ──▶ HeraldStreams (parked SSE hub, epoll)
 //        │              │               │
 //        ▼              ▼               ▼
-//   HeraldFastCGI   HeraldStore ◀── herald-runner ──▶ HeraldRunner (spawn, fd 3, logs)
-//   (libfcgi)      (state dir)      HeraldTokens (read tokens: HS256 JWT, libcrypto)
+//   HeraldFastCGI   HeraldStore ◀── herald-runner ──▶ HeraldRunner (spawn, fd 3, logs; writes under its claim)
+//   (libfcgi)      (the seam: JobStore, RunnerStore, JobClaim; DirectoryStore, MemoryStore)
+//        │              ▲           HeraldTokens (read tokens: HS256 JWT, libcrypto)
+//        └──▶ HeraldStores (StoreChoice: the config's store) ◀── herald-runner
 //        all on HeraldCore (pure: jobs, config, SSE, FastCGI records)
 //        and HeraldPOSIX (every syscall wrapped once)
 import PackageDescription
@@ -35,8 +37,11 @@ let package = Package(
         .target(name: "HeraldPOSIX", dependencies: ["CHeraldSys"]),
         // Read tokens (SPEC §9): HS256 JWTs checked against the secret, and the grant they carry.
         .target(name: "HeraldTokens", dependencies: ["CCrypto", "HeraldCore", "HeraldPOSIX"]),
-        // The state directory protocol: the only code that touches the directory.
+        // The store seam (what the web side and the runners do with jobs), the state directory store
+        // (the only code that touches the directory) and the memory store for tests.
         .target(name: "HeraldStore", dependencies: ["HeraldCore", "HeraldPOSIX"]),
+        // The one place a configuration becomes a store: the state directory, or PostgreSQL.
+        .target(name: "HeraldStores", dependencies: ["HeraldCore", "HeraldStore"]),
         // Running jobs: claiming, spawning, fd-3 progress, logs, timeouts, retries, recovery.
         .target(name: "HeraldRunner", dependencies: ["HeraldCore", "HeraldPOSIX", "HeraldStore"]),
         // Every libfcgi call, wrapped once.
@@ -48,11 +53,11 @@ let package = Package(
 
         // Executables: wiring only.
         .executableTarget(name: "herald-fcgi", dependencies: [
-            "HeraldCore", "HeraldStore", "HeraldFastCGI", "HeraldStreams", "HeraldAPI", "HeraldPOSIX", "HeraldTokens",
+            "HeraldCore", "HeraldStore", "HeraldStores", "HeraldFastCGI", "HeraldStreams", "HeraldAPI", "HeraldPOSIX", "HeraldTokens",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "herald-runner", dependencies: [
-            "HeraldCore", "HeraldStore", "HeraldRunner", "HeraldPOSIX", "HeraldTokens",
+            "HeraldCore", "HeraldStore", "HeraldStores", "HeraldRunner", "HeraldPOSIX", "HeraldTokens",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

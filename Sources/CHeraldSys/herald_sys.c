@@ -2,6 +2,7 @@
 #include "herald_sys.h"
 #include <fcntl.h>
 #include <spawn.h>
+#include <stdio.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/file.h>
@@ -74,3 +75,5 @@ long herald_raise_open_files(void) {
     }
     return limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur > 0x7fffffffL ? 0x7fffffffL : (long)limit.rlim_cur;
 }
+
+int herald_rename_exchange(const char *a, const char *b) { return renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE); }

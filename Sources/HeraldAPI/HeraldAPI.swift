@@ -110,7 +110,7 @@ public final class HeraldAPI: Sendable {
     func storeCall<T>(_ body: () throws(StoreError) -> T) throws(APIError) -> T {
         do { return try body() } catch {
             switch error {
-            case .unavailable, .unsuitable: throw APIError(503, "unavailable", "the state directory cannot be used right now; try again later", logDetail: error.description)
+            case .unavailable, .unsuitable, .claimLost: throw APIError(503, "unavailable", "the job store cannot be used right now; try again later", logDetail: error.description)
             case .corrupt: throw APIError(503, "unavailable", "a job's state could not be read; try again later", logDetail: error.description)
             }
         }

@@ -1,6 +1,9 @@
 /// Herald's configuration, as `herald.yml` sets it (SPEC §2); defaults for what it leaves out.
 public struct Config: Sendable {
+    /// The directory store's root; the store unless `databaseURL` is set (never both in one file).
     public var stateDir = "/var/lib/herald"
+    /// The PostgreSQL store's libpq URI or conninfo (SPEC §8), from `database_url` or `HERALD_DATABASE_URL`.
+    public var databaseURL: String?
     public var socket = "/run/herald/fcgi.sock"
     public var urlPrefix = "/jobs"
     public var submitTokensFile: String? = "/etc/herald/tokens"

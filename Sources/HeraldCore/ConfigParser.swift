@@ -21,8 +21,12 @@ public struct ConfigError: Error, Sendable, CustomStringConvertible {
 }
 
 extension Config {
-    /// Parses the YAML text of a configuration file, refusing unknown keys, wrong types, bad regexes and bad durations.
-    public static func parse(yaml text: String) throws(ConfigError) -> Config {
+    /// The variable that overrides `database_url` (SPEC §8).
+    public static let databaseURLVariable = "HERALD_DATABASE_URL"
+
+    /// Parses the YAML text of a configuration file, refusing unknown keys, wrong types, bad regexes and bad durations;
+    /// `environment` holds the variables that override keys (`HERALD_DATABASE_URL`; an empty one is unset).
+    public static func parse(yaml text: String, environment: [String: String] = [:]) throws(ConfigError) -> Config {
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
@@ -36,13 +40,23 @@ extension Config {
         }
         var config = Config()
         var requireLine: Int?
+        var stateDirLine: Int?
+        var databaseURLLine: Int?
         // No document, or an empty one (`---` alone): every default.
-        guard let root, root.null == nil else { return config }
+        guard let root, root.null == nil else {
+            try chooseStore(&config, environment: environment, stateDirLine: nil, databaseURLLine: nil)
+            return config
+        }
         let top = try mapping(root, key: "")
         for (keyNode, value) in top {
             let key = keyNode.string ?? ""
             switch key {
-            case "state_dir": config.stateDir = try path(value, key: key)
+            case "state_dir":
+                config.stateDir = try path(value, key: key)
+                stateDirLine = line(keyNode)
+            case "database_url":
+                config.databaseURL = try string(value, key: key)
+                databaseURLLine = line(keyNode)
             case "socket": config.socket = try path(value, key: key)
             case "url_prefix":
                 let prefix = try string(value, key: key)
@@ -84,11 +98,26 @@ extension Config {
                 throw ConfigError(key: key, line: line(keyNode), message: "unknown key")
             }
         }
+        try chooseStore(&config, environment: environment, stateDirLine: stateDirLine, databaseURLLine: databaseURLLine)
         if config.requireReadToken, config.readTokenSecretFiles.isEmpty {
             throw ConfigError(key: "require_read_token", line: requireLine,
                               message: "needs read_token_secret_file: without a secret no read token could be checked")
         }
         return config
+    }
+
+    /// Applies `HERALD_DATABASE_URL`, and refuses a configuration naming two stores.
+    private static func chooseStore(_ config: inout Config, environment: [String: String], stateDirLine: Int?,
+                                    databaseURLLine: Int?) throws(ConfigError) {
+        var from = databaseURLLine.map { "database_url (line \($0))" }
+        if let url = environment[databaseURLVariable], !url.isEmpty {
+            config.databaseURL = url
+            from = "database_url (from \(databaseURLVariable))"
+        }
+        if let from, let stateDirLine {
+            throw ConfigError(key: "state_dir", line: stateDirLine,
+                              message: "both state_dir and \(from) are set: a configuration names one store, remove one of them")
+        }
     }
 
     private static func kind(named name: String, _ node: Node, line nameLine: Int?) throws(ConfigError) -> KindConfig {

@@ -8,6 +8,12 @@ public enum FileSystem {
         try retryingEINTR("rename", path: to) { Glibc.rename(from, to) }
     }
 
+    /// Swaps the files at `a` and `b` atomically (renameat2 RENAME_EXCHANGE): each name shows the other's
+    /// file, and neither is ever missing.
+    public static func exchange(_ a: String, _ b: String) throws(SystemError) {
+        try retryingEINTR("renameat2(RENAME_EXCHANGE)", path: b) { herald_rename_exchange(a, b) }
+    }
+
     /// Gives `from` a second name `to`; false when `to` exists already (link(2) never replaces: a race-free create).
     public static func link(_ from: String, _ to: String) throws(SystemError) -> Bool {
         if Glibc.link(from, to) == 0 { return true }

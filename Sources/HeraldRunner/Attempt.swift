@@ -5,7 +5,6 @@ import HeraldStore
 /// One attempt of a claimed job, run on its own thread: runs the program, turns what happens into
 /// job events, writes the states, and ends the claim. Handed to that thread and used only there.
 final class Attempt: @unchecked Sendable {
-    let store: any RunnerStore
     let kind: KindConfig
     let options: RunnerOptions
     let log: LogSink
@@ -16,30 +15,33 @@ final class Attempt: @unchecked Sendable {
     private(set) var job: Job
     private let claim: any JobClaim
     private let writer: StatusWriter
+    /// Whether reports changed the job since its state was last handed to the writer.
+    private var unwritten = false
 
-    init(store: any RunnerStore, claim: any JobClaim, kind: KindConfig, options: RunnerOptions, interrupt: InterruptFlag,
-         reaper: ChildReaper) {
-        self.store = store
+    init(claim: any JobClaim, kind: KindConfig, options: RunnerOptions, interrupt: StopFlag, cancel: StopFlag, reaper: ChildReaper) {
         self.reaper = reaper
         self.claim = claim
         self.kind = kind
         self.options = options
         job = claim.job
-        log = LogSink(path: store.logPath(for: claim.job.id), cap: options.logCapBytes)
-        stops = StopConditions(store: store, id: claim.job.id, timeout: kind.timeout, interrupt: interrupt,
-                               cancelPollMilliseconds: options.cancelPollMilliseconds)
-        writer = StatusWriter(store: store, intervalMilliseconds: options.statusIntervalMilliseconds)
+        stops = StopConditions(timeout: kind.timeout, interrupt: interrupt, cancel: cancel)
+        log = LogSink(claim: claim, cap: options.logCapBytes, claimLost: stops.claimLost)
+        writer = StatusWriter(claim: claim, claimLost: stops.claimLost, intervalMilliseconds: options.statusIntervalMilliseconds,
+                              now: Clock.monotonicMilliseconds())
     }
 
     static func now() -> Timestamp { Timestamp(milliseconds: Clock.wallMilliseconds()) }
 
-    /// Runs the attempt to its end and releases the claim.
+    /// Runs the attempt to its end and ends the claim.
     func run() {
+        // A request made before the claim has reached no watcher of this attempt: looked up once here.
+        do { if try claim.isCancelRequested() { stops.cancel.raise() } } catch {
+            runnerLog(.warning, "job \(job.id): cannot look for a cancel request: \(error)")
+        }
         // Checked again against today's config, here rather than under queue.lock (a regex may be slow):
         // the job may have been queued under another config, or by a runner that lacks the kind.
         // Refused params stay refused, so no retry.
         do { _ = try kind.validate(params: job.paramsJSON) } catch {
-            log.close()
             finish(.aborted(JobError(.spawnFailed, "not started: \(error) (checked against the configuration before running)")), retries: 0)
             return
         }
@@ -49,26 +51,40 @@ final class Attempt: @unchecked Sendable {
         case let .command(argv): event = CommandProgram(argv: argv, attempt: self).run()
         case .demo: event = DemoProgram(attempt: self).run()
         }
-        log.close()
         finish(event, retries: kind.retries)
     }
 
-    /// A progress line from the program; a report that changes nothing is not written.
+    /// A progress line from the program, applied to the job; `writeStatus` passes the result on (a report
+    /// that changes nothing is not written).
     func report(_ report: ProgressReport) {
         guard let next = job.applying(.report(report), at: Attempt.now(), retries: kind.retries) else { return }
         job = next
-        writer.update(next)
+        unwritten = true
     }
+
+    /// Passes the job's state, if reports changed it, to the writer (written now, or when the interval since
+    /// the last write is over), and writes a held-back state that is due. Programs call it after each batch
+    /// of reports, never per report, and on every turn of their loop.
+    func writeStatus(now: Int64) {
+        if unwritten {
+            unwritten = false
+            writer.update(job, now: now)
+        } else {
+            writer.flushIfDue(now: now)
+        }
+    }
+
+    /// When programs read reports next: nil as they come, else at this time (until then they could only wait).
+    func nextReportRead(now: Int64) -> Int64? { writer.nextRead(now: now) }
 
     /// Records the program's process group with the claim, for recovery after a crash of this runner.
     func recordProcessGroup(_ group: Int32) { claim.recordProcessGroup(group) }
 
-    /// Writes a held-back status if it is due; the programs' loops call it on every turn.
-    func flushStatus() { writer.flushIfDue() }
-
     /// How long a program's loop may sleep: until the first of `deadlines` or a due status write, at most 100 ms.
     func waitMilliseconds(now: Int64, deadlines: [Int64?]) -> Int32 {
-        let first = (deadlines + [writer.deadline]).compactMap { $0 }.min() ?? .max
+        var first = writer.deadline ?? .max
+        for case let deadline? in deadlines where deadline < first { first = deadline }
+        // At most 100 ms: a cancel or shutdown flag raised by the scheduler is seen within that.
         return Int32(max(0, min(100, first - now)))
     }
 
@@ -78,27 +94,31 @@ final class Attempt: @unchecked Sendable {
         case .cancel: return .cancel
         case .interrupted: return .interrupted
         case .timeout: return .aborted(JobError(.timeout, "stopped after its timeout of \(kind.timeout?.description ?? "?")"))
+        case .claimLost: return .interrupted  // never written: `finish` writes nothing after a lost claim
         }
     }
 
     private func finish(_ event: JobEvent, retries: Int) {
+        guard !stops.claimLost.isRaised else { return endLost() }
         guard let next = job.applying(event, at: Attempt.now(), retries: retries) else {
             preconditionFailure("a running job accepts every ending event")
         }
-        do {
-            // Durable before anything else moves: the claim's release lets other runners act on it.
-            try writer.finish(next)
-            if event == .cancel { store.clearCancelRequest(next.id) }
-            if next.state == .queued { try store.enqueue(next.id) }
-        } catch {
-            // Releasing would remove the lock file recovery looks for: leave the job to it instead.
+        do { try writer.finish(next) } catch {
+            if case .claimLost = error { return endLost() }
+            // The claim stays for recovery to find the job by: nothing is lost, it is retried or failed.
             runnerLog(.error, "job \(next.id) (\(kind.name)): final state not written, left to recovery: \(error)")
             claim.abandon()
             return
         }
         job = next
-        claim.release()
         describeEnd()
+    }
+
+    /// Ends an attempt whose claim another runner took over: its program is stopped, nothing more is written.
+    private func endLost() {
+        runnerLog(.warning, "job \(job.id) (\(kind.name)): another runner took the job over; attempt \(job.attempt) stopped, "
+            + "its last states not written")
+        claim.abandon()
     }
 
     private func describeEnd() {

@@ -10,6 +10,7 @@ struct CommandProgram {
 
     private static let outputToken: UInt64 = 1
     private static let progressToken: UInt64 = 2
+    private static let progressEvents = Epoll.readable | Epoll.oneShot
 
     func run() -> JobEvent {
         let job = attempt.job
@@ -33,10 +34,10 @@ struct CommandProgram {
             childEnds.append(fd3.write)
             epoll = try Epoll()
             parentEnds.append(epoll.fd)
-            for (fd, token) in [(out.read, Self.outputToken), (fd3.read, Self.progressToken)] {
-                try fd.setNonBlocking()
-                try epoll.add(fd, events: Epoll.readable, token: token)
-            }
+            for fd in [out.read, fd3.read] { try fd.setNonBlocking() }
+            try epoll.add(out.read, events: Epoll.readable, token: Self.outputToken)
+            // One wake-up per report at most, then none until the status may be written again (ProgressReader).
+            try epoll.add(fd3.read, events: Self.progressEvents, token: Self.progressToken)
             pid = try attempt.reaper.spawn { () throws(SystemError) in
                 try ChildProcess.spawn(argv: argv, environment: CommandProgram.environment(for: job),
                                        stdin: stdin, stdout: out.write, stderr: out.write, fd3: fd3.write)
@@ -77,15 +78,44 @@ struct CommandProgram {
     /// the processes that left the group and were handed to this process (a subreaper) when their parent
     /// ended. Stops all of them on timeout, cancel or shutdown, and when the program ends, since no process
     /// of a job may outlive it (SIGTERM, then SIGKILL after the grace).
+    ///
+    /// fd 3 is watched for one wake-up at a time (EPOLLONESHOT). A wake-up reads every report there is and
+    /// writes the latest state; until the throttle's interval is over, later reports stay in the pipe
+    /// (`readProgressAt`), and then all of them are read at once and the latest written. So a job costs one
+    /// wake-up, one read and one write per interval however fast its program reports, and the state written
+    /// is always the newest, never one of a backlog.
     private func supervise(pid: pid_t, epoll: Epoll, output: FileDescriptor, progress: FileDescriptor) -> JobEvent {
         var lines = LineSplitter()
         var status: Int?
         var stop: StopReason?
         var signals = StopSignals(graceMilliseconds: attempt.options.killGraceMilliseconds)
+        var progressOpen = true  // until end of file on fd 3
+        var outputOpen = true
+        // The reaper's lock and waitpid(-1) cost every job's loop a scan of all children: asked at most
+        // every 100 ms while the pipes are open (a program's end closes them, unless it left them to others).
+        var checkExitAt: Int64 = 0
+        var readProgressAt: Int64?  // nil: armed, woken by the next report
         let reaper = attempt.reaper
+
+        /// Reads and writes what was reported; returns when to read again, nil once fd 3 is armed again.
+        func takeReports(now: Int64) -> Int64? {
+            progressOpen = drain(progress, token: Self.progressToken, epoll: epoll, lines: &lines)
+            attempt.writeStatus(now: now)
+            guard progressOpen else { return nil }
+            if let later = attempt.nextReportRead(now: now) { return later }  // written: the rest waits in the pipe
+            // Nothing new was written: wake at the next report (or look again in an interval, should arming fail).
+            do { try epoll.modify(progress, events: Self.progressEvents, token: Self.progressToken) } catch {
+                return now + attempt.options.statusIntervalMilliseconds
+            }
+            return nil
+        }
+
         while true {
             let now = Clock.monotonicMilliseconds()
-            if status == nil { status = reaper.exitStatus(of: pid) }
+            if status == nil, now >= checkExitAt || !outputOpen || !progressOpen {
+                status = reaper.exitStatus(of: pid)
+                checkExitAt = now + 100
+            }
             if status == nil, stop == nil, let reason = attempt.stops.check(now: now) {
                 stop = reason
                 runnerLog(.info, "job \(attempt.job.id) (\(attempt.kind.name)) stopping: \(reason)")
@@ -96,33 +126,41 @@ struct CommandProgram {
                 if status != nil, !groupLeft, strays == 0 { break }
                 if groupLeft, let signal = signals.signal(for: .group(pid), now: now) { ChildProcess.signalGroup(pid, signal) }
             }
-            attempt.flushStatus()
-            let checkAgain = status == nil && stop == nil ? attempt.stops.nextCheck : nil
+            if progressOpen, let at = readProgressAt, now >= at { readProgressAt = takeReports(now: now) }
+            attempt.writeStatus(now: now)
+            let checkAgain = status == nil && stop == nil ? min(attempt.stops.nextCheck ?? .max, checkExitAt) : nil
             let killAt = signals.killAt.flatMap { $0 > now ? $0 : nil }
-            let wait = attempt.waitMilliseconds(now: now, deadlines: [checkAgain, killAt])
-            for (token, _) in epoll.wait(timeoutMilliseconds: wait) {
-                drain(token == Self.outputToken ? output : progress, token: token, epoll: epoll, lines: &lines)
+            let wait = attempt.waitMilliseconds(now: now, deadlines: [checkAgain, killAt, progressOpen ? readProgressAt : nil])
+            for (token, _) in epoll.wait(timeoutMilliseconds: wait, max: 2) {
+                if token == Self.outputToken {
+                    outputOpen = drain(output, token: token, epoll: epoll, lines: &lines)
+                } else if progressOpen {
+                    readProgressAt = takeReports(now: Clock.monotonicMilliseconds())
+                }
             }
         }
         // What the group wrote just before it ended is still in the pipes.
-        drain(output, token: Self.outputToken, epoll: epoll, lines: &lines)
-        drain(progress, token: Self.progressToken, epoll: epoll, lines: &lines)
+        _ = drain(output, token: Self.outputToken, epoll: epoll, lines: &lines)
+        _ = drain(progress, token: Self.progressToken, epoll: epoll, lines: &lines)
         if let last = lines.finish(), let report = ProgressReport(line: last) { attempt.report(report) }
         if let stop { return attempt.event(for: stop) }
         return .exited(status: status ?? -1)
     }
 
-    /// Reads what is there now; at end of file the descriptor leaves the epoll set.
-    private func drain(_ fd: FileDescriptor, token: UInt64, epoll: Epoll, lines: inout LineSplitter) {
+    /// Reads what is there now; returns false at end of file, where the descriptor leaves the epoll set.
+    private func drain(_ fd: FileDescriptor, token: UInt64, epoll: Epoll, lines: inout LineSplitter) -> Bool {
         while true {
             let chunk: [UInt8]
             do { chunk = try fd.read(upTo: 65536) } catch {
-                if error.errno != EAGAIN { epoll.remove(fd) }
-                return
+                guard error.errno == EAGAIN else {
+                    epoll.remove(fd)
+                    return false
+                }
+                return true
             }
             if chunk.isEmpty {
                 epoll.remove(fd)
-                return
+                return false
             }
             if token == Self.outputToken {
                 attempt.log.append(chunk)

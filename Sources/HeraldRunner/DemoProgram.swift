@@ -23,6 +23,7 @@ struct DemoProgram {
             }
             attempt.log.line("step \(step)/\(steps)")
             attempt.report(ProgressReport(progress: Double(step) * 100 / Double(steps), message: "step \(step)/\(steps)"))
+            attempt.writeStatus(now: Clock.monotonicMilliseconds())
         }
         return .exited(status: 0)
     }
@@ -32,7 +33,7 @@ struct DemoProgram {
         while true {
             let now = Clock.monotonicMilliseconds()
             if let reason = attempt.stops.check(now: now) { return reason }
-            attempt.flushStatus()
+            attempt.writeStatus(now: now)
             if now >= due { return nil }
             Clock.sleep(milliseconds: Int(attempt.waitMilliseconds(now: now, deadlines: [due, attempt.stops.nextCheck])))
         }

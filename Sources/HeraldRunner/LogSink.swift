@@ -1,48 +1,64 @@
-import Glibc
-import HeraldPOSIX
+import HeraldStore
 
-/// Appends a job's output to its log, cut at a cap with a marker written once; past the cap
-/// output is still read (so the program never blocks on a full pipe) but thrown away.
+/// Appends a job's output to its log through the claim, cut at a cap with a marker written once; past
+/// the cap output is still read (so the program never blocks on a full pipe) but thrown away.
 final class LogSink {
-    private let fd: FileDescriptor?
-    private let cap: Int
-    private var size: Int
-    private var cut = false
+    private let claim: any JobClaim
+    private let claimLost: StopFlag
+    private var cap: LogCap
 
-    /// Opens the log for appending; a log that cannot be opened is reported and the job runs without one.
-    init(path: String, cap: Int) {
-        do {
-            let fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_APPEND, mode: 0o664)
-            size = try fd.size()
-            self.fd = fd
-        } catch {
-            runnerLog(.warning, "no log for \(path): \(error)")
-            fd = nil
-            size = 0
+    /// A sink appending after what the log holds: a retry appends to the same log, so the cap holds across attempts.
+    /// A log whose size cannot be read is reported and the job runs without one.
+    init(claim: any JobClaim, cap: Int, claimLost: StopFlag) {
+        self.claim = claim
+        self.claimLost = claimLost
+        do { self.cap = LogCap(cap: cap, size: try claim.logSize()) } catch {
+            runnerLog(.warning, "job \(claim.job.id): no log: \(error)")
+            self.cap = LogCap(cap: cap, size: cap)
         }
-        self.cap = cap
-        cut = size >= cap  // a retry appends to the same log, so the cap holds across attempts
     }
 
     /// Appends what fits under the cap; the first overflow writes the marker.
     func append(_ bytes: [UInt8]) {
-        guard let fd, !cut, !bytes.isEmpty else { return }
-        let room = cap - size
-        let kept = bytes.count <= room ? bytes : Array(bytes.prefix(room)) + LogSink.marker(cap: cap)
-        cut = bytes.count > room
-        do {
-            try fd.writeAll(kept)
-            size += kept.count
-        } catch {
-            runnerLog(.warning, "log write failed: \(error)")
-            cut = true  // a full disk: stop trying, the job goes on
+        guard !claimLost.isRaised else { return }
+        let kept = cap.take(bytes)
+        guard !kept.isEmpty else { return }
+        do { try claim.appendLog(kept) } catch {
+            if case .claimLost = error { claimLost.raise(); return }
+            runnerLog(.warning, "job \(claim.job.id): log write failed: \(error)")
+            cap.stop()  // a full disk: stop trying, the job goes on
         }
     }
 
     /// Appends a line written by the runner itself (the demo's steps).
     func line(_ text: String) { append(Array((text + "\n").utf8)) }
+}
 
-    func close() { fd?.close() }
+/// The 10 MiB cap of a job's log, as a pure decision: what of each chunk of output is kept.
+struct LogCap {
+    let cap: Int
+    private(set) var size: Int
+    private var cut: Bool
+
+    /// A cap of `cap` bytes on a log holding `size` already.
+    init(cap: Int, size: Int) {
+        self.cap = cap
+        self.size = size
+        cut = size >= cap
+    }
+
+    /// The part of `bytes` to append (with the marker at the first overflow); counted as appended.
+    mutating func take(_ bytes: [UInt8]) -> [UInt8] {
+        guard !cut, !bytes.isEmpty else { return [] }
+        let room = cap - size
+        let kept = bytes.count <= room ? bytes : Array(bytes.prefix(room)) + LogCap.marker(cap: cap)
+        cut = bytes.count > room
+        size += kept.count
+        return kept
+    }
+
+    /// Keeps nothing more.
+    mutating func stop() { cut = true }
 
     /// The marker line, naming the cap in MiB when it is a whole number of them.
     static func marker(cap: Int) -> [UInt8] {

@@ -8,8 +8,6 @@ public struct RunnerOptions: Sendable {
     public var shutdownGraceMilliseconds: Int64 = 30_000
     /// A job log is cut at this size.
     public var logCapBytes = 10 << 20
-    /// How often a running job looks for a cancel request.
-    public var cancelPollMilliseconds: Int64 = 100
     /// Status writes of a running job are at least this far apart (20 a second).
     public var statusIntervalMilliseconds: Int64 = 50
     /// How often the daemon rescans for lost jobs even when nothing wakes it.

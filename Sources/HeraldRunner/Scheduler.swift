@@ -11,6 +11,7 @@ import Synchronization
 /// Every turn: ingest submissions, recover jobs of dead runners, cancel queued jobs asked to stop,
 /// claim. `drain` returns when nothing is claimable and nothing runs here; `daemon` waits on the
 /// store watcher (submissions, cancel requests) and rescans every second for crash recovery.
+/// In both modes the watcher's cancel requests reach the running attempts: no attempt polls the store.
 /// On SIGTERM or SIGINT both stop claiming, let running jobs finish for the shutdown grace, then
 /// stop the rest and put them back in the queue.
 public final class Scheduler: Sendable {
@@ -27,8 +28,15 @@ public final class Scheduler: Sendable {
     private let options: RunnerOptions
     private let wake: EventFD
     private let stopRequested = Atomic<Bool>(false)
-    private let running = Mutex<[JobID: InterruptFlag]>([:])
+    private let running = Mutex<[JobID: RunningAttempt]>([:])
     private let reaper = ChildReaper()
+
+    /// What the scheduler holds of an attempt running here: its claim, and the flags it raises for it.
+    private struct RunningAttempt {
+        let claim: any JobClaim
+        let interrupt = StopFlag()
+        let cancel = StopFlag()
+    }
 
     private static let wakeToken: UInt64 = 1
     private static let watcherToken: UInt64 = 2
@@ -61,12 +69,12 @@ public final class Scheduler: Sendable {
 
     /// Runs until the queue is drained (`drain`) or a stop is asked for and running jobs have ended.
     public func run(_ mode: Mode) throws(StoreError) {
-        let watcher = mode == .daemon ? try store.watch() : nil
+        let watcher = try store.watch()
         let epoll: Epoll
         do {
             epoll = try Epoll()
             try epoll.add(wake.fd, events: Epoll.readable, token: Self.wakeToken)
-            if let fd = watcher?.fd { try epoll.add(FileDescriptor(rawValue: fd), events: Epoll.readable, token: Self.watcherToken) }
+            if let fd = watcher.fd { try epoll.add(FileDescriptor(rawValue: fd), events: Epoll.readable, token: Self.watcherToken) }
         } catch { throw .unavailable(error.description) }
         defer { epoll.fd.close() }
 
@@ -81,11 +89,11 @@ public final class Scheduler: Sendable {
             if stopRequested.load(ordering: .acquiring) {
                 let deadline = shutdownDeadline ?? now + options.shutdownGraceMilliseconds
                 shutdownDeadline = deadline
-                let flags = running.withLock { Array($0.values) }
-                if flags.isEmpty { break }
+                let attempts = running.withLock { Array($0.values) }
+                if attempts.isEmpty { break }
                 if !interrupted, now >= deadline {
-                    runnerLog(.warning, "shutdown grace over: stopping \(flags.count) job(s) and putting them back in the queue")
-                    flags.forEach { $0.raise() }
+                    runnerLog(.warning, "shutdown grace over: stopping \(attempts.count) job(s) and putting them back in the queue")
+                    attempts.forEach { $0.interrupt.raise() }
                     interrupted = true
                 }
             } else if rescan || now - lastScan >= options.rescanMilliseconds {
@@ -102,24 +110,35 @@ public final class Scheduler: Sendable {
                 }
             }
             var timeout = Int32(options.rescanMilliseconds)
-            if let watcher, watcher.fd == nil { timeout = Int32(watcher.pollIntervalMilliseconds) }
+            if watcher.fd == nil { timeout = Int32(watcher.pollIntervalMilliseconds) }
             if let shutdownDeadline, !interrupted { timeout = Int32(max(0, min(Int64(timeout), shutdownDeadline - now))) }
             rescan = false
             for (token, _) in epoll.wait(timeoutMilliseconds: timeout) where token == Self.wakeToken {
                 wake.drain()
                 rescan = true  // a job ended: its slot is free
             }
-            if let watcher {
-                // Submissions and cancel requests need a pass; status and log writes do not (a log
-                // changes many times a second, and a pass takes the queue lock).
-                let changes = (try? watcher.changes()) ?? []
-                rescan = rescan || changes.contains {
-                    switch $0 {
-                    case .submitted, .cancelRequested: return true
-                    case .job, .log: return false
-                    }
+            // Submissions and cancel requests need a pass; status and log writes do not (a log
+            // changes many times a second, and a pass takes the queue lock).
+            let changes = (try? watcher.changes()) ?? []
+            for change in changes {
+                switch change {
+                case .submitted: rescan = true
+                case let .cancelRequested(id):
+                    rescan = true
+                    if let attempt = running.withLock({ $0[id] }) { cancelIfRequested(attempt) }
+                case .everything:
+                    rescan = true
+                    running.withLock { Array($0.values) }.forEach(cancelIfRequested)
+                case .job, .log: break
                 }
             }
+        }
+    }
+
+    /// Raises the attempt's cancel flag if its job's cancel request is there (a notice may be about one already gone).
+    private func cancelIfRequested(_ attempt: RunningAttempt) {
+        do { if try attempt.claim.isCancelRequested() { attempt.cancel.raise() } } catch {
+            runnerLog(.warning, "job \(attempt.claim.job.id): cannot look for a cancel request: \(error)")
         }
     }
 
@@ -148,9 +167,9 @@ public final class Scheduler: Sendable {
     private func start(_ claim: any JobClaim) {
         let id = claim.job.id
         guard let kind = kinds[claim.job.kind] else { preconditionFailure("claimNext claimed a kind it was not given") }
-        let flag = InterruptFlag()
-        running.withLock { $0[id] = flag }
-        let attempt = Attempt(store: store, claim: claim, kind: kind, options: options, interrupt: flag, reaper: reaper)
+        let entry = RunningAttempt(claim: claim)
+        running.withLock { $0[id] = entry }
+        let attempt = Attempt(claim: claim, kind: kind, options: options, interrupt: entry.interrupt, cancel: entry.cancel, reaper: reaper)
         let thread = Thread { [self] in
             attempt.run()
             running.withLock { $0[id] = nil }

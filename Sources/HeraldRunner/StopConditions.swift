@@ -1,35 +1,32 @@
 import HeraldCore
 import HeraldPOSIX
-import HeraldStore
 
-/// The reasons to stop a running attempt, checked by its loop: timeout, cancel request, shutdown.
+/// The reasons to stop a running attempt, checked by its loop: a lost claim, shutdown, cancel request, timeout.
+/// The flags are raised elsewhere (no store lookups here): the scheduler learns of cancel requests from its watcher.
 final class StopConditions {
-    private let store: any RunnerStore
-    private let id: JobID
-    private let interrupt: InterruptFlag
+    /// Raised by the scheduler when the shutdown grace is over.
+    let interrupt: StopFlag
+    /// Raised by the scheduler when someone asks to cancel the job.
+    let cancel: StopFlag
+    /// Raised by the attempt when the store refused a write: another runner took the job over.
+    let claimLost = StopFlag()
     private let timeoutAt: Int64?
-    private let cancelPollMilliseconds: Int64
-    private var nextCancelCheck: Int64 = 0
 
-    init(store: any RunnerStore, id: JobID, timeout: HeraldDuration?, interrupt: InterruptFlag, cancelPollMilliseconds: Int64) {
-        self.store = store
-        self.id = id
+    init(timeout: HeraldDuration?, interrupt: StopFlag, cancel: StopFlag) {
         self.interrupt = interrupt
+        self.cancel = cancel
         timeoutAt = timeout.map { Clock.monotonicMilliseconds() + $0.milliseconds }
-        self.cancelPollMilliseconds = cancelPollMilliseconds
     }
 
-    /// The reason to stop now, if there is one. The cancel file is looked at once per poll interval.
+    /// The reason to stop now, if there is one.
     func check(now: Int64) -> StopReason? {
+        if claimLost.isRaised { return .claimLost }
         if interrupt.isRaised { return .interrupted }
+        if cancel.isRaised { return .cancel }
         if let timeoutAt, now >= timeoutAt { return .timeout }
-        if now >= nextCancelCheck {
-            nextCancelCheck = now + cancelPollMilliseconds
-            if store.isCancelRequested(id) { return .cancel }
-        }
         return nil
     }
 
-    /// When `check` may next have something new to say.
-    var nextCheck: Int64 { min(nextCancelCheck, timeoutAt ?? .max) }
+    /// When `check` will have something new to say without a flag being raised: the timeout.
+    var nextCheck: Int64? { timeoutAt }
 }

@@ -6,4 +6,6 @@ enum StopReason: Sendable {
     case cancel
     /// The runner is shutting down.
     case interrupted
+    /// Another runner took the job over: the attempt stops and writes nothing more.
+    case claimLost
 }

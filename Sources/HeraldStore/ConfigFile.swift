@@ -22,7 +22,9 @@ public enum ConfigFile {
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw ConfigError(key: "", line: nil, message: "\(path): not UTF-8 text")
         }
-        do { return try Config.parse(yaml: text) } catch {
+        var environment: [String: String] = [:]
+        if let url = getenv(Config.databaseURLVariable) { environment[Config.databaseURLVariable] = String(cString: url) }
+        do { return try Config.parse(yaml: text, environment: environment) } catch {
             throw ConfigError(key: error.key, line: error.line, message: "\(error.message) (in \(path))")
         }
     }

@@ -68,7 +68,7 @@ extension DirectoryStore {
     /// The answer to a repeat, as the record is now: the recorded job as it is now, or `keyReused` for another body.
     private func repeated(_ path: String, _ record: IdempotencyRecord) throws(StoreError) -> Repeat {
         let bytes: [UInt8]?
-        do { bytes = try FileSystem.read(path) } catch { throw .unavailable(error.description) }
+        do { bytes = try FileSystem.read(path) } catch { throw unavailable(error) }
         // Removed meanwhile (gc, or a first request whose submit failed): nothing to repeat.
         guard let bytes else { throw .unavailable("the first request with this Idempotency-Key did not complete; try again") }
         guard let json = try? JSON.parse(bytes), let body = json["body"]?.stringValue, let first = json["job"].flatMap(Job.init(json:)) else {
@@ -92,16 +92,16 @@ extension DirectoryStore {
             let fd = try FileDescriptor.open(temp, O_WRONLY | O_CREAT | O_EXCL, mode: 0o664)
             try fd.closeAfter { (fd) throws(SystemError) in
                 try fd.writeAll(bytes)
-                try fd.fsync()
+                try sync.file(fd, temp)
             }
             guard try FileSystem.link(temp, path) else { return false }
             if let replacing { try FileSystem.rename(temp, replacing) }
             // Durable before the job is submitted: a power cut must not keep the job and lose its key,
             // or a repeat after it would submit a second job.
-            try FileSystem.syncDirectory(idempotency)
+            try sync.directory(idempotency)
             return true
         } catch {
-            throw .unavailable(error.description)
+            throw unavailable(error)
         }
     }
 

@@ -53,11 +53,11 @@ extension DirectoryStore {
                     // Marker first: a crash between the steps leaves a marker whose job is still in new/,
                     // which the next ingest completes; never a queued job without a marker.
                     try touch(marker(id))
-                    try write(job, durable: false)
+                    try writeDurableStatus(job, syncNames: false)
                     ingested.append(id)
                 case let .fail(job):
                     refused(name, "\(job.error?.message ?? ""): the job is kept, failed")
-                    try write(job, durable: false)
+                    try writeDurableStatus(job, syncNames: false)
                     settled.append((id, nil))
                 case let .refuse(refusal):
                     refused(name, "\(refusal.reason): \(removeFromNew(name))")
@@ -66,7 +66,7 @@ extension DirectoryStore {
             guard !ingested.isEmpty || !settled.isEmpty else { return 0 }
             // Markers and jobs are durable before any submission goes: whatever a power cut keeps of
             // new/ (another writer's fsync of new/ may make an unlink durable early), a job is never nowhere.
-            try syncDirectories([queue, jobsDir])
+            try syncDirectories([queue, jobsDir, durableDir])
             for id in ingested { unlinkQuietly(submissionPath(id)) }
             for (id, refusal) in settled {
                 let name = "\(id.text).json", outcome = removeFromNew(name)
@@ -170,7 +170,7 @@ extension DirectoryStore {
             case EACCES, EPERM, ENXIO: return .failure(SubmissionRefused(reason: "it cannot be read: \(error)"))
             // A write lease its owner (the web user) took: thrown, it would fail every pass of every runner.
             case EWOULDBLOCK: return .failure(SubmissionRefused(reason: "another process holds a lease on it"))
-            default: throw .unavailable(error.description)
+            default: throw unavailable(error)
             }
         }
     }

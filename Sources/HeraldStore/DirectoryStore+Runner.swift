@@ -32,7 +32,7 @@ extension DirectoryStore: RunnerStore {
 
     /// Makes the names created or removed in `dirs` durable (not every filesystem orders them with other writes).
     func syncDirectories(_ dirs: [String]) throws(StoreError) {
-        try unavailableOnFailure { () throws(SystemError) in for dir in dirs { try FileSystem.syncDirectory(dir) } }
+        try unavailableOnFailure { () throws(SystemError) in for dir in dirs { try sync.directory(dir) } }
     }
 
     /// What a pass over the queue finds of a job.
@@ -48,7 +48,7 @@ extension DirectoryStore: RunnerStore {
 
     /// The job of `id` as a pass over the queue finds it.
     func jobForPass(_ id: JobID) throws(StoreError) -> PassJob {
-        do { return try read(statusPath(id)).map(PassJob.job) ?? .missing } catch {
+        do { return try status(id).map(PassJob.job) ?? .missing } catch {
             if case .corrupt = error { return .corrupt }
             throw error
         }
@@ -165,7 +165,7 @@ extension DirectoryStore: RunnerStore {
                 try write(started, durable: true)
                 unlinkQuietly(marker(id))
                 claimed = true
-                return DirectoryClaim(job: started, lockPath: lockPath, lock: lock, slot: slot)
+                return DirectoryClaim(store: self, job: started, lockPath: lockPath, lock: lock, slot: slot)
             }
             return nil
         }
@@ -200,31 +200,26 @@ extension DirectoryStore: RunnerStore {
         }
     }
 
-    public func write(_ job: Job, durable: Bool) throws(StoreError) {
-        try replaceAtomically(statusPath(job.id), with: DirectoryStore.encode(job), tempDir: runnerTmp, syncDirectory: durable ? jobsDir : nil)
+    /// Writes a state of a job: a transition (`durable`) fsynced and kept in durable/, progress not
+    /// (DirectoryStore+Status.swift).
+    func write(_ job: Job, durable: Bool) throws(StoreError) {
+        if durable { try writeDurableStatus(job, syncNames: true) } else { try writeVolatileStatus(job) }
     }
 
-    public func enqueue(_ id: JobID) throws(StoreError) {
+    /// Puts a job whose state is written as queued back in the queue, durably.
+    func enqueue(_ id: JobID) throws(StoreError) {
         try touch(marker(id))
         try syncDirectories([queue])
     }
 
-    public func isCancelRequested(_ id: JobID) -> Bool { FileSystem.exists(cancelPath(id)) }
+    func isCancelRequested(_ id: JobID) -> Bool { FileSystem.exists(cancelPath(id)) }
 
-    public func clearCancelRequest(_ id: JobID) { unlinkQuietly(cancelPath(id)) }
+    func clearCancelRequest(_ id: JobID) { unlinkQuietly(cancelPath(id)) }
 
-    public func logPath(for id: JobID) -> String { logPath(id) }
-
-    public func finishedJobs(before cutoff: Timestamp) throws(StoreError) -> [Job] {
-        try names(jobsDir).compactMap { DirectoryStore.id(fromFileName: $0, suffix: ".json") }.compactMap { id -> Job? in
-            guard let job = try? read(statusPath(id)), job.state.isTerminal, let end = job.finishedAt, end < cutoff else { return nil }
-            return job
-        }
-    }
-
-    public func remove(_ id: JobID) throws(StoreError) {
+    /// Removes an ended job, its log and any leftovers.
+    func remove(_ id: JobID) throws(StoreError) {
         // The status file goes last: a job is listed until everything else of it is gone.
-        for path in [logPath(id), cancelPath(id), marker(id)] { unlinkQuietly(path) }
+        for path in [logPath(id), cancelPath(id), marker(id), durablePath(id)] { unlinkQuietly(path) }
         try unavailableOnFailure { () throws(SystemError) in _ = try FileSystem.unlink(statusPath(id)) }
     }
 }

@@ -3,7 +3,9 @@
 //   tmp/              submissions being written (web and CLI); renamed into new/ when complete
 //   runner-tmp/       job states being written by runners (0700: only they can touch a file here)
 //   new/ID.json       submissions not yet seen by a runner (web and CLI: tmp → fsync → rename)
-//   jobs/ID.json      the job's status; only runners write it (runner-tmp → fsync → rename)
+//   jobs/ID.json      the job's latest status; only runners write it (runner-tmp → rename; fsynced at transitions)
+//   durable/ID.json   the job's last transition (a second name of that file): readers fall back to it
+//                     when a crash left jobs/ID.json empty or torn
 //   queue/ID          an empty marker per queued job, so claiming never reads finished jobs
 //   running/ID.lock   flock held by the runner process running the job: held = alive
 //   slots/KIND.N.lock flock per concurrency slot of a kind, across all runner processes
@@ -15,7 +17,8 @@
 // queue/, running/ and slots/ are the runner's alone (0700), and every lock file is 0600: flock needs
 // only a read descriptor, so a lock file the web user could open is a lock it could hold for ever.
 //
-// Readers never see a partial file because every file with content appears by rename.
+// Readers never see a partial file because every file with content appears by rename; after a crash,
+// a progress write (not fsynced) may be, and then the job's durable copy is read instead.
 // docs/PROTOCOL.md tells the whole protocol.
 import Glibc
 import HeraldCore
@@ -24,66 +27,93 @@ import Synchronization
 
 /// The state directory store, shared by herald-fcgi and herald-runner.
 public final class DirectoryStore: JobStore, @unchecked Sendable {
-    // Immutable after init but for `ended`, which is behind a lock; every method is safe from any thread.
+    // Immutable after init but for `ended` and `progressWritten`, which are behind locks; every method is safe from any thread.
     public let root: String
     /// The largest submission file ingest reads: far above any job herald-fcgi writes for a request of
     /// `max_body_bytes` (its JSON re-encoded at most doubles in size), far below what hurts a runner.
     public let maxSubmissionBytes: Int
-    let tmp, runnerTmp, new, jobsDir, queue, running, slots, cancel, logs, idempotency: String
+    let tmp, runnerTmp, new, jobsDir, durableDir, queue, running, slots, cancel, logs, idempotency: String
     /// What to warn the operator about the filesystem under `root` (FUSE), or nil.
     public let filesystemWarning: String?
+    /// Every fsync of a file or a directory goes through here.
+    let sync: StoreSync
+    /// The jobs whose jobs/ID.json is a progress file this process wrote (not a transition's file), in
+    /// shards by job: a hundred job threads writing 2,000 times a second spun on one lock (perf).
+    let progressWritten = (0..<16).map { _ in ProgressShard() }
     /// State and kind of the ended jobs seen so far: an ended job's file never changes again (gc only
     /// removes it), so listing and counting read each one once instead of on every request.
     private let ended = Mutex<[JobID: EndedJob]>([:])
+
+    /// One shard of `progressWritten`.
+    final class ProgressShard: Sendable {
+        let jobs = Mutex<Set<JobID>>([])
+    }
 
     /// What listing and counting need of an ended job.
     private struct EndedJob {
         let state: JobState
         let kind: String
         let owner: String?
+        let finishedAt: Timestamp?
     }
 
     /// Opens the store at `root`. With `create`, makes the directories that are missing (the runner does; the web side only checks).
     /// Refuses (`unsuitable`) a root on a network filesystem, where the watcher would miss other hosts' writes.
-    public init(root: String, create: Bool, maxBodyBytes: Int = Config().maxBodyBytes) throws(StoreError) {
+    public convenience init(root: String, create: Bool, maxBodyBytes: Int = Config().maxBodyBytes) throws(StoreError) {
+        try self.init(root: root, create: create, maxBodyBytes: maxBodyBytes, sync: .system)
+    }
+
+    /// A store whose fsyncs go through `sync` (tests record them).
+    init(root: String, create: Bool, maxBodyBytes: Int, sync: StoreSync) throws(StoreError) {
         self.root = root
+        self.sync = sync
         maxSubmissionBytes = 4 * maxBodyBytes + 65536
         tmp = root + "/tmp"
         runnerTmp = root + "/runner-tmp"
         new = root + "/new"
         jobsDir = root + "/jobs"
+        durableDir = root + "/durable"
         queue = root + "/queue"
         running = root + "/running"
         slots = root + "/slots"
         cancel = root + "/cancel"
         logs = root + "/logs"
         idempotency = root + "/idempotency"
-        // The web side never needs runner-tmp/: an upgraded herald-fcgi starts before the runner made it.
-        let all = [root, tmp, new, jobsDir, queue, running, slots, cancel, logs, idempotency] + (create ? [runnerTmp] : [])
+        // The web side never needs runner-tmp/, nor durable/ (read only when a crash cut a status file
+        // short): an upgraded herald-fcgi starts before the runner made them.
+        let all = [root, tmp, new, jobsDir, queue, running, slots, cancel, logs, idempotency] + (create ? [runnerTmp, durableDir] : [])
         let runnersOnly: Set = [runnerTmp, queue, running, slots]
         for dir in all {
             if create {
                 do {
                     if runnersOnly.contains(dir) { try FileSystem.makePrivateDirectory(dir) } else { try FileSystem.makeDirectory(dir) }
-                } catch { throw .unavailable(error.description) }
+                } catch { throw DirectoryStore.unavailable(root, error) }
             } else if !FileSystem.exists(dir) {
-                throw .unavailable("\(dir) is missing (herald-runner creates it on its first start)")
+                throw DirectoryStore.unavailable(root, "\(dir) is missing (herald-runner creates it on its first start)")
             }
         }
         let filesystem: StateFilesystem
-        do { filesystem = StateFilesystem(magic: try FileSystem.filesystemType(root)) } catch { throw .unavailable(error.description) }
-        if let refusal = filesystem.refusal(root: root) { throw .unsuitable(refusal) }
+        do { filesystem = StateFilesystem(magic: try FileSystem.filesystemType(root)) } catch { throw DirectoryStore.unavailable(root, error) }
+        if let refusal = filesystem.refusal(root: root) { throw .unsuitable("state directory \(refusal)") }
         filesystemWarning = filesystem.warning(root: root)
     }
 
     func statusPath(_ id: JobID) -> String { "\(jobsDir)/\(id.text).json" }
+    func durablePath(_ id: JobID) -> String { "\(durableDir)/\(id.text).json" }
     func submissionPath(_ id: JobID) -> String { "\(new)/\(id.text).json" }
     func logPath(_ id: JobID) -> String { "\(logs)/\(id.text).log" }
     func cancelPath(_ id: JobID) -> String { "\(cancel)/\(id.text)" }
 
+    /// The store is unavailable for `why`: the message names the state directory.
+    static func unavailable(_ root: String, _ why: some CustomStringConvertible) -> StoreError {
+        .unavailable("state directory \(root): \(why)")
+    }
+
+    func unavailable(_ why: some CustomStringConvertible) -> StoreError { DirectoryStore.unavailable(root, why) }
+
     /// Runs a filesystem step; a failing syscall makes the store unavailable (the API's 503).
     func unavailableOnFailure<T>(_ body: () throws(SystemError) -> T) throws(StoreError) -> T {
-        do { return try body() } catch { throw .unavailable(error.description) }
+        do { return try body() } catch { throw unavailable(error) }
     }
 
     // MARK: Writing a file whole
@@ -96,23 +126,35 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
     /// Writes `bytes` to a temp file in `tempDir`, fsyncs it and renames it over `path`: readers see the old
     /// file or the new, never a part. Only who may write `path` may write `tempDir`: a file another user can
     /// replace between the write and the rename is that user's content under this writer's name.
-    func replaceAtomically(_ path: String, with bytes: [UInt8], tempDir: String, syncDirectory: String? = nil) throws(StoreError) {
+    /// `linkedAs` gives the same file a second name (a hard link made from the temp file, so it is surely
+    /// this content), renamed into place after `path`; `syncDirectories` are fsynced last.
+    func replaceAtomically(_ path: String, with bytes: [UInt8], tempDir: String, linkedAs copy: String? = nil,
+                           syncDirectories: [String] = []) throws(StoreError) {
         let temp = DirectoryStore.tempPath(in: tempDir)
-        do {
+        let second = copy.map { _ in DirectoryStore.tempPath(in: tempDir) }
+        do throws(SystemError) {
             let fd = try FileDescriptor.open(temp, O_WRONLY | O_CREAT | O_EXCL, mode: 0o664)
             try fd.closeAfter { (fd) throws(SystemError) in
                 try fd.writeAll(bytes)
-                try fd.fsync()
+                try sync.file(fd, temp)
             }
+            if let second, !(try FileSystem.link(temp, second)) { throw SystemError("link", errno: EEXIST, path: second) }
             try FileSystem.rename(temp, path)
-            if let syncDirectory { try FileSystem.syncDirectory(syncDirectory) }
+            if let second, let copy { try FileSystem.rename(second, copy) }
+            for dir in syncDirectories { try sync.directory(dir) }
         } catch {
-            _ = try? FileSystem.unlink(temp)  // nothing half-written stays behind
-            throw .unavailable(error.description)
+            // Nothing half-written stays behind.
+            _ = try? FileSystem.unlink(temp)
+            if let second { _ = try? FileSystem.unlink(second) }
+            throw unavailable(error)
         }
     }
 
-    static func encode(_ job: Job) -> [UInt8] { Array((job.json(urlPrefix: nil).text + "\n").utf8) }
+    static func encode(_ job: Job) -> [UInt8] {
+        var text = job.json(urlPrefix: nil).text
+        text.append("\n")
+        return Array(text.utf8)
+    }
 
     func decode(_ bytes: [UInt8], _ path: String) throws(StoreError) -> Job {
         guard let json = try? JSON.parse(bytes), let job = Job(json: json) else { throw .corrupt("\(path) does not hold a job") }
@@ -121,7 +163,7 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
 
     func read(_ path: String) throws(StoreError) -> Job? {
         let bytes: [UInt8]?
-        do { bytes = try FileSystem.read(path) } catch { throw .unavailable(error.description) }
+        do { bytes = try FileSystem.read(path) } catch { throw unavailable(error) }
         guard let bytes else { return nil }
         return try decode(bytes, path)
     }
@@ -138,7 +180,7 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
     // MARK: JobStore
 
     public func submit(_ job: Job) throws(StoreError) {
-        try replaceAtomically(submissionPath(job.id), with: DirectoryStore.encode(job), tempDir: tmp, syncDirectory: new)
+        try replaceAtomically(submissionPath(job.id), with: DirectoryStore.encode(job), tempDir: tmp, syncDirectories: [new])
     }
 
     /// Whether runners will read this job's submission: none over `maxSubmissionBytes` is (herald-fcgi's
@@ -151,9 +193,9 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
     private func located(_ id: JobID) throws(StoreError) -> (job: Job, isStatus: Bool)? {
         // A runner moves new/ID.json to jobs/ID.json by rename: look in jobs/ again after new/
         // so a job being moved between the two lookups is not missed.
-        if let job = try read(statusPath(id)) { return (job, true) }
+        if let job = try status(id) { return (job, true) }
         if let job = try submission(id) { return (job, false) }
-        return try read(statusPath(id)).map { ($0, true) }
+        return try status(id).map { ($0, true) }
     }
 
     /// The job in new/ID.json, nil when there is none. The web user writes new/, so it is read as ingest
@@ -213,7 +255,32 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
     /// Records an ended job's state and kind, if a runner wrote it: a file in new/ (forgeable by the web user) may claim anything.
     private func remember(_ found: (job: Job, isStatus: Bool)) {
         guard found.isStatus, found.job.state.isTerminal else { return }
-        ended.withLock { $0[found.job.id] = EndedJob(state: found.job.state, kind: found.job.kind, owner: found.job.owner) }
+        ended.withLock {
+            $0[found.job.id] = EndedJob(state: found.job.state, kind: found.job.kind, owner: found.job.owner, finishedAt: found.job.finishedAt)
+        }
+    }
+
+    /// For `RunnerStore.removeFinishedJobs`: what is remembered of ended jobs spares reading them on every batch.
+    public func removeFinishedJobs(before cutoff: Timestamp, limit: Int, dryRun: Bool) throws(StoreError) -> [Job] {
+        let (ids, known) = try listedJobs()
+        var due: [(end: Timestamp, id: JobID)] = []
+        for id in ids {
+            if let seen = known[id] {
+                if let end = seen.finishedAt, end < cutoff { due.append((end, id)) }
+                continue
+            }
+            guard let found = try? located(id), found.isStatus, found.job.state.isTerminal else { continue }
+            remember(found)
+            if let end = found.job.finishedAt, end < cutoff { due.append((end, id)) }
+        }
+        due.sort { ($0.end, $0.id) < ($1.end, $1.id) }
+        var removed: [Job] = []
+        for (_, id) in dryRun ? due[...] : due.prefix(limit) {
+            guard let job = try? status(id), job.state.isTerminal else { continue }
+            if !dryRun { try remove(id) }
+            removed.append(job)
+        }
+        return removed
     }
 
     public func requestCancel(_ id: JobID) throws(StoreError) {
@@ -233,7 +300,7 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
             }
         } catch {
             if error.errno == ENOENT { return LogRead(bytes: [], atEnd: true) }
-            throw .unavailable(error.description)
+            throw unavailable(error)
         }
     }
 

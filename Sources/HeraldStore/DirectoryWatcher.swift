@@ -25,7 +25,7 @@ final class DirectoryWatcher: StoreWatcher {
                 // A status file deleted (a wipe, by hand) is reported too: its streams must end.
                 let mask = dir == store.logs ? UInt32(IN_MODIFY | IN_CREATE)
                     : UInt32(IN_MOVED_TO | IN_CREATE | IN_CLOSE_WRITE) | (dir == store.jobsDir ? UInt32(IN_DELETE) : 0)
-                do { directories[try inotify.watch(dir, mask: mask)] = dir } catch { throw .unavailable(error.description) }
+                do { directories[try inotify.watch(dir, mask: mask)] = dir } catch { throw store.unavailable(error) }
             }
         } else {
             inotify = nil
@@ -38,7 +38,7 @@ final class DirectoryWatcher: StoreWatcher {
     func changes() throws(StoreError) -> [StoreChange] {
         if let inotify {
             let events: [Inotify.Event]
-            do { events = try inotify.readEvents() } catch { throw .unavailable(error.description) }
+            do { events = try inotify.readEvents() } catch { throw store.unavailable(error) }
             return changes(from: events)
         }
         var changes = Set<StoreChange>()

@@ -1,19 +1,22 @@
 import HeraldCore
 
-/// Why the store could not do what was asked.
-public enum StoreError: Error, Sendable, CustomStringConvertible {
-    /// The state directory cannot be written (full, read-only, permissions): the API answers 503.
+/// Why the store could not do what was asked. Messages name the store ("state directory /x: …", "PostgreSQL: …").
+public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The store cannot be reached or written now (full, read-only, down): the API answers 503, the CLI exits 69.
     case unavailable(String)
-    /// A status file exists but does not hold a valid job.
+    /// A job's stored state does not hold a valid job.
     case corrupt(String)
-    /// The state directory is where the store cannot work (a network filesystem): only another configuration helps.
+    /// The store is where it cannot work (a network filesystem, a schema of another version): only another configuration helps.
     case unsuitable(String)
+    /// A write under a claim that another runner has taken over: refused, so a cut-off runner never overwrites its successor.
+    case claimLost(JobID)
 
     public var description: String {
         switch self {
-        case let .unavailable(why): return "state directory unavailable: \(why)"
-        case let .corrupt(why): return "corrupt state: \(why)"
-        case let .unsuitable(why): return "state directory unsuitable: \(why)"
+        case let .unavailable(why): return "store unavailable: \(why)"
+        case let .corrupt(why): return "corrupt job state: \(why)"
+        case let .unsuitable(why): return "store unsuitable: \(why)"
+        case let .claimLost(id): return "claim lost: job \(id) was taken over by another runner; this attempt's writes are refused"
         }
     }
 }
@@ -50,6 +53,10 @@ public enum StoreChange: Hashable, Sendable {
     case cancelRequested(JobID)
     /// A new submission is waiting for a runner.
     case submitted(JobID)
+    /// Changes may have been missed (a watch queue overflowed, a lost connection is back): re-read
+    /// everything served (the hub: every followed job and log; a runner: a full pass, and a cancel
+    /// check of every running attempt).
+    case everything
 }
 
 /// Reports store changes; pollable through `fd` where the backend has one.

@@ -28,7 +28,7 @@ extension StreamHub {
             // One chunk per call: a follower with much log to catch up on continues in the hub's
             // next round (logBacklog), so other streams' events are not held up behind it.
             var logComplete = true
-            if !sub.isBlocked, let piece = logPiece(cached, from: sub.logOffset, seq: sub.seqs[0], requestID: sub.requestID) {
+            if !sub.isBlocked, let piece = logPiece(cached, from: sub.logOffset, seq: sub.state.seqs[0], requestID: sub.requestID) {
                 if piece.consumed > 0 {
                     sub.logOffset += piece.consumed
                     write(sub, framed: piece.frame, countsAsEvent: true)
@@ -40,8 +40,7 @@ extension StreamHub {
             // The log comes before the terminal status, so that status is sent once the whole log is out.
             if cached.job.state.isTerminal, !logComplete { return }
         }
-        if cached.job.seq > sub.seqs[0] {
-            sub.seqs[0] = cached.job.seq
+        if sub.state.takeStatus(0, seq: cached.job.seq) {
             if !log, sub.requestID == 1 {
                 write(sub, framed: cached.sharedFrame, countsAsEvent: true)
             } else {
@@ -49,7 +48,8 @@ extension StreamHub {
                 write(sub, text: ServerSentEvents.event("status", id: cursor.eventID, data: cached.json), countsAsEvent: true)
             }
         }
-        if cached.job.state.isTerminal, !sub.closed {
+        // Only once the terminal status itself went (a blocked stream gets it when it drains).
+        if cached.job.state.isTerminal, !sub.closed, sub.state.seqs[0] >= cached.job.seq {
             end(sub, finalEvent: ServerSentEvents.event("end", data: "{\"state\":\"\(cached.job.state.rawValue)\"}"))
         }
     }
@@ -82,9 +82,8 @@ extension StreamHub {
     private func catchUpJobs(_ sub: Subscriber, _ ids: [JobID]) {
         guard !sub.closed, !sub.ending else { return }
         for (k, id) in ids.enumerated() {
-            guard let cached = cache[id], cached.job.seq > sub.seqs[k] else { continue }
-            sub.seqs[k] = cached.job.seq
-            let cursor = MultiStreamCursor(seqs: sub.seqs)
+            guard let cached = cache[id], sub.state.takeStatus(k, seq: cached.job.seq) else { continue }
+            let cursor = MultiStreamCursor(seqs: sub.state.seqs)
             write(sub, text: ServerSentEvents.event("status", id: cursor.eventID, data: cached.json), countsAsEvent: true)
             if sub.closed { return }
         }

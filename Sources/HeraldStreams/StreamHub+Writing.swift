@@ -1,69 +1,55 @@
 import HeraldCore
 import HeraldPOSIX
 
-// Writing to parked streams: non-blocking writes, outboxes for what a socket does not take, ending and closing.
+// Writing to parked streams: non-blocking writes, the bytes a socket does not take yet, ending and closing.
 extension StreamHub {
     /// Frames `text` as FastCGI stdout and writes it, or queues what the socket does not take.
     func write(_ sub: Subscriber, text: String, countsAsEvent: Bool = false) {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(text.utf8.count + 16)
-        FastCGIRecord.appendStdout(Array(text.utf8), requestID: sub.requestID, to: &bytes)
-        write(sub, framed: bytes, countsAsEvent: countsAsEvent)
+        write(sub, framed: StreamHub.frame(text, requestID: sub.requestID), countsAsEvent: countsAsEvent)
     }
 
-    /// Writes already-framed bytes (shared between subscribers of one job).
+    /// Writes already-framed bytes (shared between subscribers of one job), queueing what the socket does not take.
     func write(_ sub: Subscriber, framed bytes: [UInt8], countsAsEvent: Bool = false) {
         guard !sub.closed else { return }
         if countsAsEvent { metrics.eventsSent.add(1, ordering: .relaxed) }
-        if sub.isBlocked {
-            sub.outbox.append(contentsOf: bytes)
-            metrics.unsentBytes.add(bytes.count, ordering: .relaxed)
-            if sub.outbox.count - sub.outboxStart > maxOutboxBytes {
+        let wasBlocked = sub.isBlocked
+        sub.state.queue(bytes)
+        metrics.unsentBytes.add(bytes.count, ordering: .relaxed)
+        if wasBlocked {
+            if sub.state.unsent.count > maxOutboxBytes {
                 metrics.slowClientsDropped.add(1, ordering: .relaxed)
                 log("warning: dropped a stream whose client fell more than \(maxOutboxBytes) bytes behind")
                 close(sub)
             }
             return
         }
-        let taken: Int
-        do { taken = try bytes.withUnsafeBytes { (buffer) throws(SystemError) in try sub.fd.writeAvailable(buffer) } } catch {
-            close(sub)
-            return
-        }
-        metrics.bytesSent.add(taken, ordering: .relaxed)
-        if taken == bytes.count { return }
-        // The rest of a frame shared by many subscribers (one job's status, one log piece) stays shared: no copy each.
-        sub.outbox = bytes
-        sub.outboxStart = taken
-        metrics.unsentBytes.add(bytes.count - taken, ordering: .relaxed)
-        sub.blockedSince = Clock.monotonicMilliseconds()
-        blocked.insert(sub.token)
+        writeUnsent(sub)
+        guard !sub.closed, sub.isBlocked else { return }
+        // Blocked: the socket says when it takes bytes again, and the write deadline is armed.
         try? epoll.modify(sub.fd, events: Epoll.peerHangUp | Epoll.writable, token: sub.token)
+        timers.arm(sub.token, at: sub.state.schedule.nextDeadline)
     }
 
-    /// Writes what the socket will take from the outbox; when it empties, the subscriber catches up.
+    /// Writes what the socket takes from the unsent bytes; when they are all out, the subscriber catches up.
     func flush(_ sub: Subscriber) {
-        while sub.isBlocked {
+        writeUnsent(sub)
+        guard !sub.closed, !sub.isBlocked else { return }
+        try? epoll.modify(sub.fd, events: Epoll.peerHangUp, token: sub.token)
+        if sub.ending { close(sub) } else { catchUp(sub) }
+    }
+
+    /// Writes unsent bytes until they are all out or the socket is full.
+    private func writeUnsent(_ sub: Subscriber) {
+        while true {
             let n: Int
-            do {
-                n = try sub.outbox.withUnsafeBytes { (buffer) throws(SystemError) in
-                    try sub.fd.writeAvailable(UnsafeRawBufferPointer(rebasing: buffer[sub.outboxStart...]))
-                }
-            } catch {
+            do { n = try sub.state.unsent.withFirstBytes { (bytes) throws(SystemError) in try sub.fd.writeAvailable(bytes) } } catch {
                 close(sub)
                 return
             }
-            if n == 0 { return }
             metrics.bytesSent.add(n, ordering: .relaxed)
             metrics.unsentBytes.subtract(n, ordering: .relaxed)
-            sub.outboxStart += n
+            if sub.state.didWrite(n, now: now) == .drained || n == 0 { return }
         }
-        sub.outbox = []
-        sub.outboxStart = 0
-        sub.blockedSince = nil
-        blocked.remove(sub.token)
-        try? epoll.modify(sub.fd, events: Epoll.peerHangUp, token: sub.token)
-        if sub.ending { close(sub) } else { catchUp(sub) }
     }
 
     /// Queues `finalEvent` and the end of the FastCGI response; the connection closes once they are written.
@@ -82,13 +68,10 @@ extension StreamHub {
         sub.closed = true
         epoll.remove(sub.fd)
         sub.fd.close()
-        metrics.unsentBytes.subtract(sub.outbox.count - sub.outboxStart, ordering: .relaxed)
-        sub.outbox = []
-        sub.outboxStart = 0
+        metrics.unsentBytes.subtract(sub.state.dropUnsent(), ordering: .relaxed)
         subscribers[sub.token] = nil
-        blocked.remove(sub.token)
+        timers.disarm(sub.token)
         logBacklog.remove(sub.token)
-        lapsing[sub.token] = nil
         dashboards.remove(sub.token)
         if case let .owner(owner) = sub.target {
             ownerStreams[owner]?.remove(sub.token)
@@ -98,13 +81,7 @@ extension StreamHub {
             dashboardSeqs.removeAll()
             dashboardEnded.removeAll()
         }
-        for id in sub.jobIDs {
-            followers[id]?[sub.token] = nil
-            if followers[id]?.isEmpty == true {
-                followers[id] = nil
-                cache[id] = nil
-            }
-        }
+        followers.remove(token: sub.token, jobs: sub.jobIDs)
         metrics.openStreams.add(-1, ordering: .relaxed)
     }
 }

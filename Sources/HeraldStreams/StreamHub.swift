@@ -36,7 +36,8 @@ public final class StreamHub: @unchecked Sendable {
     static let readsPerRound = 128
 
     var subscribers: [UInt64: Subscriber] = [:]
-    var followers: [JobID: [UInt64: Subscriber]] = [:]
+    /// Each followed job's streams; closed ones stay (marked closed, passed by) until the round ends.
+    var followers = Followers<Subscriber>()
     var dashboards: Set<UInt64> = []
     /// Owner streams by owner: a change of a job reaches only its owner's streams (and the dashboards),
     /// so the fan-out costs the streams that want it, never a pass over all subscribers.
@@ -54,13 +55,16 @@ public final class StreamHub: @unchecked Sendable {
     static let logChunkBytes = 64 * 1024
     /// Log events read and encoded this round, shared by followers at the same offset.
     var logPieces: [LogPiece.Key: LogPiece] = [:]
-    var blocked: Set<UInt64> = []
-    /// Streams opened with a read token, and when it lapses (wall ms): they end then (SPEC §9: a token reads until it expires).
-    var lapsing: [UInt64: Int64] = [:]
-    /// When `lapsing` is next looked at (wall ms), rounded up to a second so the look costs one pass a second at most.
-    private var nextLapse: Int64 = .max
+    /// Each stream's next heartbeat, write deadline or token lapse: a round handles the streams due, never a pass over all.
+    var timers = StreamTimers()
+    /// The most streams' deadlines one round handles: streams parked together fall due together, and
+    /// changes must not wait behind all their pings.
+    static let deadlinesPerRound = 256
+    /// The hub's clock (monotonic ms), read once after each wait: what its decisions take as `now`.
+    private(set) var now = Clock.monotonicMilliseconds()
     private var nextToken: UInt64 = 2
-    private var nextHeartbeat: Int64 = 0
+    /// When `dashboardEnded` is next pruned.
+    private var nextEndedPrune: Int64 = 0
     private var nextPoll: Int64 = 0
     /// Set by SIGTERM's drain: the short `retry:` that every stream, open or still arriving, ends with.
     private var drainRetry: (@Sendable () -> Int)?
@@ -135,13 +139,14 @@ public final class StreamHub: @unchecked Sendable {
         while true {
             // A log that grew since is read again next round: pieces are shared within one round only.
             logPieces.removeAll(keepingCapacity: true)
-            let now = Clock.monotonicMilliseconds()
-            var wait = max(0, nextHeartbeat - now)
+            now = Clock.monotonicMilliseconds()
+            var wait: Int64 = 60_000
+            if let deadline = timers.nextDeadline() { wait = min(wait, max(0, deadline - now)) }
             if watcher.fd == nil { wait = min(wait, max(0, nextPoll - now)) }
-            if !blocked.isEmpty { wait = min(wait, 250) }
             if !logBacklog.isEmpty { wait = 0 }
-            if nextLapse != .max { wait = min(wait, max(0, nextLapse - Clock.wallMilliseconds())) }
-            for (token, events) in epoll.wait(timeoutMilliseconds: Int32(min(wait, 60_000))) {
+            let ready = epoll.wait(timeoutMilliseconds: Int32(wait))
+            now = Clock.monotonicMilliseconds()
+            for (token, events) in ready {
                 switch token {
                 case StreamHub.inboxToken: takeCommands()
                 case StreamHub.watcherToken: applyChanges()
@@ -155,40 +160,48 @@ public final class StreamHub: @unchecked Sendable {
                     }
                 }
             }
-            let after = Clock.monotonicMilliseconds()
-            if watcher.fd == nil, after >= nextPoll {
-                nextPoll = after + Int64(watcher.pollIntervalMilliseconds)
+            if watcher.fd == nil, now >= nextPoll {
+                nextPoll = now + Int64(watcher.pollIntervalMilliseconds)
                 applyChanges()
             }
-            if after >= nextHeartbeat {
-                nextHeartbeat = after + heartbeatMilliseconds
-                heartbeat()
-                dashboardEnded = dashboardEnded.filter { after - $0.value < StreamHub.endedMemoryMilliseconds }
-            }
-            if !blocked.isEmpty { dropSlowClients(now: after) }
+            fireDeadlines()
             if !logBacklog.isEmpty { continueLogs() }
-            if Clock.wallMilliseconds() >= nextLapse { endLapsedStreams() }
-        }
-    }
-
-    /// Ends the streams whose read token lapsed, without an `end` (the job did not end): the client
-    /// comes back after its `retry:` and must show a valid token again (herald.js renews it).
-    private func endLapsedStreams() {
-        let now = Clock.wallMilliseconds()
-        nextLapse = .max
-        for (token, until) in lapsing {
-            guard until <= now else {
-                nextLapse = min(nextLapse, StreamHub.lapseCheck(until))
-                continue
+            for id in followers.endRound() { cache[id] = nil }
+            if !dashboardEnded.isEmpty, now >= nextEndedPrune {
+                nextEndedPrune = now + heartbeatMilliseconds
+                dashboardEnded = dashboardEnded.filter { now - $0.value < StreamHub.endedMemoryMilliseconds }
             }
-            lapsing[token] = nil
-            guard let sub = subscribers[token], !sub.ending else { continue }
-            if sub.isBlocked { close(sub) } else { end(sub, finalEvent: ": the read token expired\n\n") }
         }
     }
 
-    /// The second boundary at or after `until`, when a lapse at `until` is acted on.
-    private static func lapseCheck(_ until: Int64) -> Int64 { until > .max - 1000 ? .max : (until + 999) / 1000 * 1000 }
+    /// Performs what the streams due now need: pings, dropping clients past the write deadline, ending streams whose read token lapsed.
+    private func fireDeadlines() {
+        for token in timers.popDue(now: now, limit: StreamHub.deadlinesPerRound) {
+            guard let sub = subscribers[token] else { continue }
+            switch sub.state.due(now: now) {
+            case .nothing: break
+            case .ping: write(sub, framed: sub.requestID == 1 ? StreamHub.sharedPing : StreamHub.frame(ServerSentEvents.ping, requestID: sub.requestID))
+            case let .drop(blockedFor):
+                metrics.slowClientsDropped.add(1, ordering: .relaxed)
+                log("warning: dropped a stream whose client read nothing for \(blockedFor) ms")
+                close(sub)
+            // The client comes back after its `retry:` and must show a valid token again (herald.js renews it).
+            case .endLapsed: end(sub, finalEvent: ": the read token expired\n\n")
+            case .closeLapsed: close(sub)
+            }
+            if !sub.closed { timers.arm(token, at: sub.state.schedule.nextDeadline) }
+        }
+    }
+
+    /// A ping framed for request id 1 (what nginx uses), shared by every such stream.
+    private static let sharedPing = frame(ServerSentEvents.ping, requestID: 1)
+
+    /// `text` as one FastCGI stdout record of request `requestID`.
+    static func frame(_ text: String, requestID: UInt16) -> [UInt8] {
+        var bytes: [UInt8] = []
+        FastCGIRecord.appendStdout(Array(text.utf8), requestID: requestID, to: &bytes)
+        return bytes
+    }
 
     private func takeCommands() {
         inboxSignal.drain()
@@ -228,7 +241,10 @@ public final class StreamHub: @unchecked Sendable {
     private func register(_ stream: ParkedStream) {
         let token = nextToken
         nextToken += 1
-        let sub = Subscriber(token: token, stream: stream)
+        // The token's lapse, read on the wall clock as tokens are, is timed on the hub's clock from now on.
+        let lapseAt = stream.authorizedUntil.map { now + min(max(0, $0 - Clock.wallMilliseconds()), 1 << 50) }
+        let schedule = StreamSchedule(now: now, heartbeat: heartbeatMilliseconds, writeDeadline: writeDeadlineMilliseconds, lapseAt: lapseAt)
+        let sub = Subscriber(token: token, stream: stream, schedule: schedule)
         do {
             try sub.fd.setNonBlocking()
             try epoll.add(sub.fd, events: Epoll.peerHangUp, token: token)
@@ -239,10 +255,7 @@ public final class StreamHub: @unchecked Sendable {
             return
         }
         subscribers[token] = sub
-        if let until = stream.authorizedUntil {
-            lapsing[token] = until
-            nextLapse = min(nextLapse, StreamHub.lapseCheck(until))
-        }
+        timers.arm(token, at: schedule.nextDeadline)
         // Counted open before it stops counting as arriving (never both 0 for waitUntilClosed), and both
         // before a byte is written: a client that reads this stream's headers sees it counted once.
         metrics.openStreams.add(1, ordering: .sequentiallyConsistent)
@@ -256,8 +269,8 @@ public final class StreamHub: @unchecked Sendable {
         // The client left before it was parked: close() ran, and nothing may list the stream again.
         guard !sub.closed else { return }
         var gone: [JobID] = []
+        followers.add(sub, token: token, jobs: sub.jobIDs)
         for id in sub.jobIDs {
-            followers[id, default: [:]][token] = sub
             guard cache[id] == nil else { continue }
             do {
                 if let job = try store.job(id) { cache[id] = CachedJob(job, urlPrefix: urlPrefix) } else { gone.append(id) }
@@ -285,20 +298,26 @@ public final class StreamHub: @unchecked Sendable {
     private func applyChanges() {
         let changes: [StoreChange]
         do { changes = try watcher.changes() } catch {
-            log("error: watching the state directory: \(error)")
+            log("error: watching the store: \(error)")
             return
         }
         // A piece read earlier this round may predate the log writes these notices report.
         if !changes.isEmpty { logPieces.removeAll(keepingCapacity: true) }
         var changed = Set<JobID>()
+        var logsGrown = Set<JobID>()
         for change in changes {
             switch change {
             case let .job(id), let .submitted(id): changed.insert(id)
-            case let .log(id):
-                for sub in (followers[id] ?? [:]).values where sub.followsLog && !sub.isBlocked { catchUp(sub) }
+            case let .log(id): logsGrown.insert(id)
             case .cancelRequested: break
+            case .everything:
+                // Changes may have been missed: every followed job is read again (past the round's budget,
+                // by the reader), and every log follower catches up from its offset.
+                changed.formUnion(followers.keys)
+                for sub in subscribers.values where sub.followsLog && !sub.isBlocked { catchUp(sub) }
             }
         }
+        for id in logsGrown { catchUpLogFollowers(of: id) }
         guard !changed.isEmpty else { return }
         // An owner stream may want any changed job: its owner is known once it is read.
         let reads = ChangedJobs(Array(changed), isFollowed: { followers[$0] != nil }, dashboardsOpen: !dashboards.isEmpty || !ownerStreams.isEmpty,
@@ -316,17 +335,22 @@ public final class StreamHub: @unchecked Sendable {
         }
     }
 
+    private func catchUpLogFollowers(of id: JobID) {
+        guard let subs = followers[id] else { return }
+        for sub in subs.values where sub.followsLog && !sub.isBlocked { catchUp(sub) }
+    }
+
     /// Brings the job's followers and the dashboards up to `job`, read just now by the hub or
     /// the reader; a state older than one they have changes nothing.
     private func apply(_ job: Job) {
         let id = job.id
-        let subs = followers[id] ?? [:]
         // A stream that connected after the write but before this notice already loaded
         // the state into the cache: its followers have it, but dashboards do not yet.
-        if !subs.isEmpty, cache[id].map({ $0.job.seq < job.seq }) ?? true {
+        if let subs = followers[id], cache[id].map({ $0.job.seq < job.seq }) ?? true {
             let cached = CachedJob(job, urlPrefix: urlPrefix)
             cache[id] = cached
-            for sub in subs.values where !sub.isBlocked {
+            // A blocked stream is offered the state too: StreamState decides it waits (and merges) until it drains.
+            for sub in subs.values {
                 if case let .job(_, log, _) = sub.target { catchUpJob(sub, cached, log: log) } else { catchUp(sub) }
             }
         }
@@ -360,7 +384,7 @@ public final class StreamHub: @unchecked Sendable {
     /// directory), which would otherwise get pings for ever. No `end` event, since the job did not
     /// end: the client reconnects and gets 404 (herald.js then reports the job as gone).
     private func forget(_ id: JobID) {
-        let subs = (followers[id] ?? [:]).values.filter { !$0.ending }
+        let subs = followers[id]?.values.filter { !$0.ending && !$0.closed } ?? []
         if !subs.isEmpty { log("job \(id.text) is gone from the store: ending its \(subs.count) streams") }
         for sub in subs { end(sub, finalEvent: ": gone\n\n") }
         dashboardSeqs[id] = nil
@@ -370,22 +394,5 @@ public final class StreamHub: @unchecked Sendable {
         let tokens = logBacklog
         logBacklog.removeAll()
         for token in tokens { if let sub = subscribers[token], !sub.isBlocked { catchUp(sub) } }
-    }
-
-    private func heartbeat() {
-        for sub in Array(subscribers.values) where !sub.isBlocked && !sub.ending {
-            write(sub, text: ServerSentEvents.ping)
-        }
-    }
-
-    private func dropSlowClients(now: Int64) {
-        for token in blocked {
-            guard let sub = subscribers[token], let since = sub.blockedSince else { continue }
-            if now - since > writeDeadlineMilliseconds {
-                metrics.slowClientsDropped.add(1, ordering: .relaxed)
-                log("warning: dropped a stream whose client read nothing for \(now - since) ms")
-                close(sub)
-            }
-        }
     }
 }

@@ -9,8 +9,8 @@ final class Subscriber {
     let target: StreamTarget
     let jobIDs: [JobID]
 
-    /// The last status seq sent for each of `jobIDs`, in the same order (0: none yet).
-    var seqs: [Int]
+    /// What it was sent of `jobIDs`' states, what its socket has not taken, and its deadlines.
+    var state: StreamState
     /// How much of the log has been sent (log streams only).
     var logOffset = 0
     /// Dashboard and owner streams: the latest undelivered status event per job (later changes replace earlier ones).
@@ -20,11 +20,6 @@ final class Subscriber {
     /// Dashboard and owner streams: the seq of each job their snapshot gave them ahead of the broadcast, until the broadcast passes it.
     var aheadOfBroadcast: [JobID: Int] = [:]
 
-    /// Bytes the socket did not take yet; while non-empty, new states are merged, not queued.
-    var outbox: [UInt8] = []
-    var outboxStart = 0
-    /// When the socket stopped taking bytes (monotonic ms), for the write deadline.
-    var blockedSince: Int64?
     /// The end records are queued: close once they are written.
     var ending = false
     var closed = false
@@ -32,11 +27,12 @@ final class Subscriber {
     /// When the stream was parked (wall-clock ms, as jobs' timestamps).
     let connectedAt = Clock.wallMilliseconds()
 
-    init(token: UInt64, stream: ParkedStream) {
+    init(token: UInt64, stream: ParkedStream, schedule: StreamSchedule) {
         self.token = token
         fd = FileDescriptor(rawValue: stream.fd)
         requestID = stream.requestID
         target = stream.target
+        let seqs: [Int]
         switch stream.target {
         case let .job(id, _, cursor):
             jobIDs = [id]
@@ -49,8 +45,9 @@ final class Subscriber {
             jobIDs = []
             seqs = []
         }
+        state = StreamState(seqs: seqs, schedule: schedule)
     }
 
-    var isBlocked: Bool { outbox.count > outboxStart }
+    var isBlocked: Bool { state.isBlocked }
     var followsLog: Bool { if case .job(_, true, _) = target { return true } else { return false } }
 }

@@ -8,6 +8,7 @@ import HeraldCore
 import HeraldFastCGI
 import HeraldPOSIX
 import HeraldStore
+import HeraldStores
 import HeraldStreams
 import HeraldTokens
 import Synchronization
@@ -47,15 +48,15 @@ struct HeraldFCGI: ParsableCommand {
         config.maxStreams = streamLimit(config.maxStreams)
         let auth = try loadAuth(config)
         let readTokens = try loadReadTokens(config)
-        let store: DirectoryStore
-        // maxBodyBytes: its own submissions, read back before a runner takes them, stay within the size readers take.
-        let open = { (create: Bool) throws(StoreError) in try DirectoryStore(root: config.stateDir, create: create, maxBodyBytes: config.maxBodyBytes) }
-        do { store = try (try? open(true)) ?? open(false) } catch {
+        let choice: StoreChoice
+        // Creating what is missing may be the runner's right alone: then only check that it is there.
+        do { choice = try (try? StoreChoice.open(config, create: true)) ?? StoreChoice.open(config, create: false) } catch {
             log(.error, "\(error)")
             if case StoreError.unsuitable = error { throw ExitCode(78) }  // only another configuration helps
             throw ExitCode(69)
         }
-        if let warning = store.filesystemWarning { log(.warning, warning) }
+        let store: any JobStore = choice.store
+        if let warning = choice.warning { log(.warning, warning) }
         let source = ListenSource.detect(socketPath: socket ?? config.socket)
         let server: FastCGIServer
         do { server = try FastCGIServer(source: source) } catch {
@@ -81,7 +82,7 @@ struct HeraldFCGI: ParsableCommand {
             return thread
         }
         threads.forEach { $0.start() }
-        log(.info, "listening (\(describe(source))), state dir \(config.stateDir), \(config.kinds.count) kinds")
+        log(.info, "listening (\(describe(source))), \(choice.description), \(config.kinds.count) kinds")
 
         let signal = Signals.wait([SIGTERM, SIGINT])
         log(.info, "signal \(signal): draining \(hub.metrics.openStreams.load(ordering: .relaxed)) streams")

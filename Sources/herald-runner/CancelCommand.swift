@@ -11,7 +11,7 @@ struct CancelCommand: ParsableCommand {
 
     func run() throws {
         let jobID = try Exit.jobID(id)
-        let (_, store) = try options.openStore()
+        let store = try options.openStore().1.store
         let job = try Exit.job(jobID, in: store)
         guard !job.state.isTerminal else { throw Exit.failure(.badInput, "job \(jobID) already ended (\(job.state.rawValue))") }
         do { try store.requestCancel(jobID) } catch { throw Exit.failure(error) }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import HeraldCore
 import HeraldStore
+import HeraldStores
 
 /// `--config PATH`, taken by every subcommand; without it `HERALD_CONFIG`, then /etc/herald/herald.yml.
 struct ConfigOption: ParsableArguments {
@@ -14,10 +15,10 @@ struct ConfigOption: ParsableArguments {
         }
     }
 
-    /// The configuration and its state directory, or exit 78 (also for a state directory on a network filesystem) / 69.
-    func openStore(create: Bool = false) throws -> (Config, DirectoryStore) {
+    /// The configuration and the store it names, or exit 78 (a store only another configuration helps) / 69.
+    func openStore(create: Bool = false) throws -> (Config, StoreChoice) {
         let config = try load()
-        do { return (config, try DirectoryStore(root: config.stateDir, create: create, maxBodyBytes: config.maxBodyBytes)) } catch {
+        do { return (config, try StoreChoice.open(config, create: create)) } catch {
             throw Exit.failure(error)
         }
     }

@@ -13,11 +13,11 @@ enum Exit: Int32 {
         return ExitCode(code.rawValue)
     }
 
-    /// A store failure: 69 when the directory is unavailable, 65 for a corrupt job file, 78 for a directory
-    /// the store cannot work in (only another configuration helps).
+    /// A store failure: 69 when the store is unavailable, 65 for a corrupt job, 78 for a store only another
+    /// configuration helps; a lost claim (a runner's own writes, never a command's) as unavailable.
     static func failure(_ error: StoreError) -> ExitCode {
         switch error {
-        case .unavailable: return failure(.unavailable, "\(error)")
+        case .unavailable, .claimLost: return failure(.unavailable, "\(error)")
         case .corrupt: return failure(.badInput, "\(error)")
         case .unsuitable: return failure(.badConfig, "\(error)")
         }
@@ -30,7 +30,7 @@ enum Exit: Int32 {
     }
 
     /// The job with `id`, or exit 65 when there is none.
-    static func job(_ id: JobID, in store: DirectoryStore) throws -> Job {
+    static func job(_ id: JobID, in store: any JobStore) throws -> Job {
         let found: Job?
         do { found = try store.job(id) } catch { throw failure(error) }
         guard let found else { throw failure(.badInput, "no job \(id)") }

@@ -9,6 +9,9 @@ struct GCCommand: ParsableCommand {
 
     @OptionGroup var options: ConfigOption
 
+    /// Jobs removed per store call.
+    static let batchSize = 500
+
     @Option(help: "Remove jobs that ended longer ago than this (default: the configuration's retention), e.g. 7d.")
     var olderThan: String?
 
@@ -22,15 +25,19 @@ struct GCCommand: ParsableCommand {
     }
 
     func run() throws {
-        let (config, store) = try options.openStore()
+        let (config, choice) = try options.openStore()
+        let store = choice.store
         let age = olderThan.flatMap { HeraldDuration(parsing: $0) } ?? config.retention
         let cutoff = Timestamp(milliseconds: Clock.wallMilliseconds() - age.milliseconds)
         do {
-            let jobs = try store.finishedJobs(before: cutoff)
-            for job in jobs {
-                if !dryRun { try store.remove(job.id) }
-                print("\(dryRun ? "would remove" : "removed") \(job.id) (\(job.kind), \(job.state.rawValue) \(job.finishedAt?.rfc3339 ?? ""))")
-            }
+            // Small batches: no long transaction on a busy table (PostgreSQL), no long hold of anything.
+            var batch: [Job]
+            repeat {
+                batch = try store.removeFinishedJobs(before: cutoff, limit: GCCommand.batchSize, dryRun: dryRun)
+                for job in batch {
+                    print("\(dryRun ? "would remove" : "removed") \(job.id) (\(job.kind), \(job.state.rawValue) \(job.finishedAt?.rfc3339 ?? ""))")
+                }
+            } while !dryRun && batch.count == GCCommand.batchSize
             // Idempotency keys live 24 h (SPEC §9), whatever the job retention.
             let keyCutoff = Timestamp(milliseconds: Clock.wallMilliseconds() - IdempotencyRecord.lifetime.milliseconds)
             let keys = try store.expireIdempotencyRecords(before: keyCutoff, dryRun: dryRun)

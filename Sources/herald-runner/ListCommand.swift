@@ -25,7 +25,8 @@ struct ListCommand: ParsableCommand {
     }
 
     func run() throws {
-        let (config, store) = try options.openStore()
+        let (config, choice) = try options.openStore()
+        let store = choice.store
         let jobs: [Job]
         do { jobs = try store.jobs(JobFilter(state: state.flatMap(JobState.init(rawValue:)), kind: kind, limit: .max)) } catch {
             throw Exit.failure(error)

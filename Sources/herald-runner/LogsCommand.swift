@@ -18,7 +18,7 @@ struct LogsCommand: ParsableCommand {
 
     func run() throws {
         let jobID = try Exit.jobID(id)
-        let (_, store) = try options.openStore()
+        let store = try options.openStore().1.store
         var job = try Exit.job(jobID, in: store)
         let out = FileDescriptor(rawValue: 1)
         var offset = 0

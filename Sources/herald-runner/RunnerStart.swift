@@ -3,7 +3,7 @@ import HeraldCore
 import HeraldRunner
 import HeraldStore
 
-/// What `run` and `work` share: options, and starting a scheduler on the state directory.
+/// What `run` and `work` share: options, and starting a scheduler on the configured store.
 struct RunnerArguments: ParsableArguments {
     @OptionGroup var options: ConfigOption
 
@@ -21,15 +21,15 @@ struct RunnerArguments: ParsableArguments {
 
     /// Runs the scheduler in `mode` until it is done; exits 78 or 69 when it cannot start.
     func start(_ mode: Scheduler.Mode, workers: Int?) throws {
-        let (config, store) = try options.openStore(create: true)
+        let (config, choice) = try options.openStore(create: true)
         var runnerOptions = RunnerOptions(workers: workers ?? config.workers)
         if let killGrace { runnerOptions.killGraceMilliseconds = HeraldDuration(parsing: killGrace)!.milliseconds }
         if let shutdownGrace { runnerOptions.shutdownGraceMilliseconds = HeraldDuration(parsing: shutdownGrace)!.milliseconds }
         do {
-            let scheduler = try Scheduler(store: store, kinds: config.kinds, options: runnerOptions)
+            let scheduler = try Scheduler(store: choice.store, kinds: config.kinds, options: runnerOptions)
             try scheduler.takeSignals()
-            runnerLog(.info, "\(mode == .drain ? "run" : "work"): \(config.stateDir), \(runnerOptions.workers) worker(s), \(config.kinds.count) kind(s)")
-            if let warning = store.filesystemWarning { runnerLog(.warning, warning) }
+            runnerLog(.info, "\(mode == .drain ? "run" : "work"): \(choice.description), \(runnerOptions.workers) worker(s), \(config.kinds.count) kind(s)")
+            if let warning = choice.warning { runnerLog(.warning, warning) }
             try scheduler.run(mode)
         } catch let error as StoreError {
             throw Exit.failure(error)

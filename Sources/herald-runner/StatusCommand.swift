@@ -15,7 +15,8 @@ struct StatusCommand: ParsableCommand {
 
     func run() throws {
         let jobID = try Exit.jobID(id)
-        let (config, store) = try options.openStore()
+        let (config, choice) = try options.openStore()
+        let store = choice.store
         let job = try Exit.job(jobID, in: store)
         print(json ? job.json(urlPrefix: config.urlPrefix).text : JobText.details(job))
     }

@@ -4,6 +4,7 @@ import HeraldCore
 import HeraldPOSIX
 import HeraldRunner
 import HeraldStore
+import HeraldStores
 import HeraldTokens
 
 /// `herald-runner submit KIND -p NAME=VALUE...`: what the API's POST /jobs does, from a shell.
@@ -45,7 +46,8 @@ struct SubmitCommand: ParsableCommand {
     }
 
     func run() throws {
-        let (config, store) = try options.openStore()
+        let (config, choice) = try options.openStore()
+        let store = choice.store
         guard let kindConfig = config.kinds[exactly: kind] else { throw Exit.failure(.badInput, "no job kind named '\(kind)'") }
         var members: [(String, JSON)] = []
         for param in params {
@@ -58,8 +60,8 @@ struct SubmitCommand: ParsableCommand {
         }
         let newID = JobID(milliseconds: UInt64(Clock.wallMilliseconds()), random: RandomSource.bytes(10))
         var job = Job(id: newID, kind: kind, params: accepted, owner: owner, now: Timestamp(milliseconds: Clock.wallMilliseconds()))
-        guard store.admitsSubmission(job) else {
-            throw Exit.failure(.badInput, "the params are too large: runners read no submission over \(store.maxSubmissionBytes) bytes (4 × max_body_bytes + 64 KiB)")
+        guard choice.admits(job) else {
+            throw Exit.failure(.badInput, "the params are too large: runners read no submission over \(choice.maxSubmissionBytes ?? 0) bytes (4 × max_body_bytes + 64 KiB)")
         }
         do {
             if let idempotencyKey {
@@ -91,7 +93,7 @@ struct SubmitCommand: ParsableCommand {
     }
 
     /// Shows the job's progress until it ends: a bar redrawn in place on a terminal, else a line per change.
-    private func follow(_ id: JobID, store: DirectoryStore) throws -> Job {
+    private func follow(_ id: JobID, store: any JobStore) throws -> Job {
         let terminal = isatty(1) == 1
         var shown = ""
         do {

@@ -1,6 +1,6 @@
 import HeraldAPI
 import HeraldCore
-import HeraldStore
+@testable import HeraldStore
 import HeraldStreams
 import Testing
 
@@ -136,7 +136,7 @@ import Testing
     @Test func logAnswersRawBytesFromAnOffset() throws {
         let f = try APIFixture()
         let job = try f.submitDemo()
-        try "line one\r\nline two\n".write(toFile: f.store.logPath(for: job.id), atomically: true, encoding: .utf8)
+        try "line one\r\nline two\n".write(toFile: f.store.logPath(job.id), atomically: true, encoding: .utf8)
         let r = f.response("GET", "/jobs/\(job.id)/log?offset=5")
         #expect(r.status == 200)
         #expect(String(decoding: r.body, as: UTF8.self) == "one\r\nline two\n")

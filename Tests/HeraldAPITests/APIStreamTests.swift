@@ -9,8 +9,7 @@ import Testing
         _ = try f.store.ingest()
         let claim = try #require(try f.store.claimNext(kinds: f.config.kinds, now: Timestamp(milliseconds: 2)))
         let done = try #require(claim.job.applying(.exited(status: 0), at: Timestamp(milliseconds: 3), retries: 0))
-        try f.store.write(done, durable: true)
-        claim.release()
+        try claim.finish(done)
         return done
     }
 

@@ -117,6 +117,43 @@ import Testing
         #expect(Config.defaultPath == "/etc/herald/herald.yml")
     }
 
+    @Test func databaseURLNamesThePostgreSQLStore() throws {
+        let c = try Config.parse(yaml: "database_url: postgresql://herald@/herald?host=/run/postgresql\n")
+        #expect(c.databaseURL == "postgresql://herald@/herald?host=/run/postgresql")
+        #expect(try Config.parse(yaml: "").databaseURL == nil)
+        #expect(try Config.parse(yaml: "state_dir: /srv/h\n").databaseURL == nil)
+    }
+
+    @Test func theEnvironmentVariableOverridesTheKeyAndAnEmptyOneIsUnset() throws {
+        let variable = Config.databaseURLVariable
+        #expect(variable == "HERALD_DATABASE_URL")
+        let fromFile = "database_url: host=a dbname=herald\n"
+        #expect(try Config.parse(yaml: fromFile, environment: [variable: "host=b dbname=herald"]).databaseURL == "host=b dbname=herald")
+        #expect(try Config.parse(yaml: "", environment: [variable: "host=b"]).databaseURL == "host=b")
+        #expect(try Config.parse(yaml: fromFile, environment: [variable: ""]).databaseURL == "host=a dbname=herald")
+        #expect(try Config.parse(yaml: "", environment: ["PGHOST": "x"]).databaseURL == nil)
+    }
+
+    @Test func stateDirAndDatabaseURLTogetherAreRefusedNamingBoth() throws {
+        let both = try #require(refusal("state_dir: /srv/h\ndatabase_url: host=/run/postgresql\n"))
+        #expect(both.key == "state_dir" && both.line == 1)
+        #expect(both.message.contains("database_url (line 2)"))
+        // The variable counts as the key: a file naming a state directory is not quietly switched to a database.
+        do {
+            _ = try Config.parse(yaml: "state_dir: /srv/h\n", environment: [Config.databaseURLVariable: "host=db"])
+            Issue.record("parsed, expected a refusal")
+        } catch {
+            #expect(error.key == "state_dir")
+            #expect(error.message.contains("database_url (from HERALD_DATABASE_URL)"))
+        }
+    }
+
+    @Test(arguments: ["database_url: \"\"\n", "database_url: [a]\n", "database_url:\n"])
+    func anEmptyOrNonStringDatabaseURLIsRefused(yaml: String) throws {
+        let error = try #require(refusal(yaml))
+        #expect(error.key == "database_url" && error.line == 1)
+    }
+
     @Test func theShippedExampleParses() throws {
         // config/herald.yml is the commented SPEC example; it must stay a valid file.
         let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()

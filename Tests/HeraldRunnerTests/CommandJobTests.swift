@@ -2,7 +2,7 @@ import Foundation
 import Glibc
 import HeraldCore
 import HeraldPOSIX
-import HeraldStore
+@testable import HeraldStore
 import Testing
 
 extension RunnerBinaryTests {

@@ -34,6 +34,17 @@ import Testing
         #expect(writes == 19)  // at 50, 100, ... 950
         #expect(throttle.due(now: 1000)?.seq == 999)  // the last state is never lost
     }
+
+    @Test func reportsWaitUnreadUntilTheIntervalIsOver() {
+        var throttle = StatusThrottle(intervalMilliseconds: 50, lastWrite: 0)
+        #expect(throttle.nextRead(now: 10) == 50)  // the claim wrote at 0: reports read now could only wait
+        #expect(throttle.nextRead(now: 50) == nil)  // as they come
+        #expect(throttle.offer(Self.job(2), now: 70)?.seq == 2)
+        #expect(throttle.nextRead(now: 70) == 120)
+        #expect(throttle.nextRead(now: 119) == 120)
+        #expect(throttle.nextRead(now: 120) == nil)
+    }
+
 }
 
 @Suite struct LineSplitterTests {
@@ -68,7 +79,7 @@ import Testing
     }
 
     @Test func theLogMarkerNamesTheCap() {
-        #expect(LogSink.marker(cap: 10 << 20) == Array("\n[herald: log truncated at 10 MiB]\n".utf8))
+        #expect(LogCap.marker(cap: 10 << 20) == Array("\n[herald: log truncated at 10 MiB]\n".utf8))
     }
 }
 

@@ -64,21 +64,21 @@ final class Sandbox {
         return (process.terminationStatus, read("cli.out"), read("cli.err"))
     }
 
-    /// Starts `herald-runner ARGS --config CONFIG` in the background; stderr goes to `NAME.err`.
-    func start(_ args: [String], name: String) throws -> Process {
-        let process = try launch(args, config: nil, name: name)
+    /// Starts `herald-runner ARGS --config CONFIG` in the background, with `environment` added; stderr goes to `NAME.err`.
+    func start(_ args: [String], name: String, environment: [String: String] = [:]) throws -> Process {
+        let process = try launch(args, config: nil, name: name, environment: environment)
         daemons.append(process)
         return process
     }
 
-    private func launch(_ args: [String], config: String?, name: String) throws -> Process {
+    private func launch(_ args: [String], config: String?, name: String, environment: [String: String] = [:]) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Sandbox.binary)
         process.arguments = args + ["--config", config ?? self.config]
         var env = ProcessInfo.processInfo.environment
         env["HERALD_CONFIG"] = nil
         env["HERALD_WATCH"] = nil
-        process.environment = env
+        process.environment = env.merging(environment) { $1 }
         let handles = ["out", "err"].map { suffix -> FileHandle? in
             _ = FileManager.default.createFile(atPath: "\(dir)/\(name).\(suffix)", contents: nil)
             return FileHandle(forWritingAtPath: "\(dir)/\(name).\(suffix)")

@@ -53,6 +53,22 @@ extension RunnerBinaryTests {
             #expect(try box.cli(["cancel", id.text]).status == 65)  // it has ended
         }
 
+        @Test(arguments: [("work", nil), ("work", "poll"), ("run", nil), ("run", "poll")] as [(String, String?)])
+        func aCancelRequestReachesTheRunningJobThroughTheStoreWatcher(command: String, watch: String?) throws {
+            // No attempt polls for cancel requests: the scheduler's watcher (inotify, or the polling
+            // fallback) reports them, in `run` as in `work`.
+            let box = try Sandbox(kinds: "  slow: {command: [$DIR/slow.sh]}\n")
+            try box.script("slow.sh", Stopping.stubborn)
+            let id = try box.submit("slow")
+            _ = try box.start([command], name: command, environment: watch.map { ["HERALD_WATCH": $0] } ?? [:])
+            #expect(try box.wait { try box.job(id).progress == 5 })
+            #expect(try box.cli(["cancel", id.text]).status == 0)
+            let job = try box.wait(for: id, .canceled, seconds: 5)
+            #expect(job.state == .canceled)
+            let group = try #require(box.processGroup(of: id))
+            #expect(box.wait(2) { !Sandbox.groupHasLiveMembers(group) })
+        }
+
         /// A program that leaves its process group twice: `setsid sleep 1000` keeps the job's environment,
         /// `setsid env -i sleep 0.3` does not and ends by itself. Then it fails, succeeds, or hangs.
         static let escaping = """

@@ -80,8 +80,7 @@ import Testing
         #expect(try store.job(job.id)?.state == .running)
         #expect(try store.claimNext(kinds: StoreFixture.kinds(), now: fixture.now()) == nil)
         let done = try #require(claim.job.applying(.exited(status: 0), at: fixture.now(), retries: 0))
-        try store.write(done, durable: true)
-        claim.release()
+        try claim.finish(done)
         #expect(try store.job(job.id) == done)
         #expect(try FileSystem.list(store.running).isEmpty)
         #expect(try store.recoverLostJobs(kinds: StoreFixture.kinds(), now: fixture.now()).isEmpty)
@@ -96,7 +95,7 @@ import Testing
         var claimed: [JobID] = []
         while let claim = try store.claimNext(kinds: StoreFixture.kinds(), now: fixture.now()) {
             claimed.append(claim.job.id)
-            claim.release()  // left running: FIFO is about claim order only
+            try claim.succeed(at: fixture.now())  // FIFO is about claim order only
         }
         #expect(claimed == jobs.map(\.id))
     }
@@ -111,10 +110,10 @@ import Testing
         let claim = try #require(try store.claimNext(kinds: kinds, now: fixture.now()))
         #expect(claim.job.id == first.id)
         #expect(try store.claimNext(kinds: kinds, now: fixture.now()) == nil)
-        claim.release()
+        try claim.succeed(at: fixture.now())
         let next = try #require(try store.claimNext(kinds: kinds, now: fixture.now()))
         #expect(next.job.id == second.id)
-        next.release()
+        try next.succeed(at: fixture.now())
     }
 
     @Test func aClaimThatFailsToCreateItsLockLeavesNoSlotLocked() throws {
@@ -134,8 +133,8 @@ import Testing
         // Both slots are free again (before the fix each failed claim kept one locked for ever): two claims at once.
         let first = try #require(try store.claimNext(kinds: kinds, now: fixture.now()))
         let second = try #require(try store.claimNext(kinds: kinds, now: fixture.now()))
-        first.release()
-        second.release()
+        try first.succeed(at: fixture.now())
+        try second.succeed(at: fixture.now())
     }
 
     @Test func theWebUserCannotOpenAnyLockFileSoItCannotHoldOne() throws {
@@ -148,7 +147,7 @@ import Testing
         try fixture.deployForTwoUsers()
         let store = try DirectoryStore(root: fixture.root, create: true)  // the runner starts
         let claim = try #require(try store.claimNext(kinds: StoreFixture.kinds(concurrency: 1), now: fixture.now()))
-        defer { claim.release() }
+        defer { try? claim.succeed(at: fixture.now()) }
         // flock needs only a read descriptor: one the web user could open, it could lock for ever,
         // stalling every runner (queue.lock), a kind (a slot) or a dead runner's recovery (running/).
         let locks = ["queue.lock", "slots/report.0.lock", "running/\(claim.job.id.text).lock"]
@@ -269,8 +268,7 @@ import Testing
         #expect(try store.ingest() == 1)
         let claim = try #require(try store.claimNext(kinds: StoreFixture.kinds(), now: fixture.now()))
         let done = try #require(claim.job.applying(.exited(status: 0), at: fixture.now(), retries: 0))
-        try store.write(done, durable: true)
-        claim.release()
+        try claim.finish(done)
         #expect(try store.job(job.id) == done)
         // Where it writes instead, the web user can create nothing.
         let runnersTemp = fixture.root + "/runner-tmp"
@@ -398,7 +396,7 @@ import Testing
         let waitedForIt = ingested.load(ordering: .acquiring)
         #expect(!waitedForIt, "claimNext waited for another runner's param check")
         #expect(claim.job.id == waiting.id)
-        claim.release()
+        try claim.succeed(at: fixture.now())
         while !ingested.load(ordering: .acquiring) { Thread.sleep(forTimeInterval: 0.05) }
     }
 
@@ -440,8 +438,28 @@ import Testing
             // The dead runner's slot is free again too.
             let again = try #require(try store.claimNext(kinds: kinds, now: fixture.now()))
             #expect(again.job.attempt == 2)
-            again.release()
+            try again.succeed(at: fixture.now())
         }
+    }
+
+    @Test func aClaimWhoseLockFileWasReplacedIsLostAndWritesNothing() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let job = try fixture.submit()
+        _ = try store.ingest()
+        let claim = try #require(try store.claimNext(kinds: StoreFixture.kinds(), now: fixture.now()))
+        let progress = try #require(claim.job.applying(.report(ProgressReport(progress: 50)), at: fixture.now(), retries: 0))
+        try claim.writeProgress(progress)
+        // The lock file removed and made again (by hand, a wiped running/): this runner's flock guards nothing now.
+        let lockPath = "\(store.running)/\(job.id.text).lock"
+        try FileSystem.unlink(lockPath)
+        try FileDescriptor.open(lockPath, O_WRONLY | O_CREAT).close()
+        let late = try #require(progress.applying(.report(ProgressReport(progress: 60)), at: fixture.now(), retries: 0))
+        #expect(throws: StoreError.claimLost(job.id)) { try claim.writeProgress(late) }
+        #expect(throws: StoreError.claimLost(job.id)) { try claim.finish(try #require(late.applying(.exited(status: 0), at: fixture.now(), retries: 0))) }
+        #expect(try store.job(job.id) == progress)
+        claim.abandon()
+        #expect(FileSystem.exists(lockPath))  // left for recovery to find the job by
     }
 
     @Test(arguments: [false, true])

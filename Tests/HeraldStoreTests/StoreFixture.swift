@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 import HeraldCore
 import HeraldPOSIX
 @testable import HeraldStore
@@ -9,9 +10,10 @@ final class StoreFixture {
     let store: DirectoryStore
     private var clock: Int64 = 1_764_000_000_000
 
-    init() throws {
+    /// A fixture whose store fsyncs through `sync` (a recorder, for tests of what is made durable).
+    init(sync: StoreSync = .system) throws {
         root = FileManager.default.temporaryDirectory.appendingPathComponent("herald-store-\(UUID().uuidString)").path
-        store = try DirectoryStore(root: root, create: true)
+        store = try DirectoryStore(root: root, create: true, maxBodyBytes: Config().maxBodyBytes, sync: sync)
     }
 
     deinit { try? FileManager.default.removeItem(atPath: root) }
@@ -73,4 +75,11 @@ final class StoreFixture {
 struct StoreFixtureError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+extension JobClaim {
+    /// Ends the claim with its job succeeded, for tests about claiming rather than ending.
+    func succeed(at time: Timestamp) throws {
+        try finish(try #require(job.applying(.exited(status: 0), at: time, retries: 0)))
+    }
 }

@@ -41,6 +41,8 @@ int herald_set_child_subreaper(void);
 int herald_nice_this_thread(int nice);
 /* glibc declares it only with _GNU_SOURCE, which Swift does not define. */
 int herald_spawn_closefrom(posix_spawn_file_actions_t *actions, int from);
+/* renameat2(2) RENAME_EXCHANGE: swaps two names atomically (glibc declares it only with _GNU_SOURCE). */
+int herald_rename_exchange(const char *a, const char *b);
 /* Raises the soft RLIMIT_NOFILE to the hard one; returns the soft limit then in force, or -1. */
 long herald_raise_open_files(void);
 #endif
