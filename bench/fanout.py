@@ -1,7 +1,8 @@
 """The fan-out rows of `make bench` (issue 11): Herald, nchan and the relay floor, same client.
 
     make bench ROWS=fanout          # every row below, 3 repeats each (~8 min)
-    BENCH_REPEATS=5 BENCH_FANOUT_N=5000 BENCH_FANOUT_SYSTEMS=herald,nchan,floor make bench ROWS=fanout
+    BENCH_REPEATS=5 BENCH_FANOUT_N=5000 BENCH_FANOUT_SYSTEMS=herald,nchan,floor BENCH_FANOUT_CASES=one,spread \
+        make bench ROWS=fanout
     /usr/bin/python3 bench/run.py --rows fanout --quick       # a dry run: 200 streams, 1 repeat
 
 Rows (each started afresh for every repeat):
@@ -433,8 +434,9 @@ def rows_wanted(systems):
         names = [v for v in VARIANTS if not wanted or any(w.strip() and w.strip() in v for w in wanted.split(","))]
         return [("one", 1, f"floor: {v}") for v in names]
     out = []
+    cases = os.environ.get("BENCH_FANOUT_CASES", "one,spread").split(",")
     for scenario, njobs, names in (("one", 1, ("herald", "nchan", "floor")), ("spread", SPREAD_JOBS, ("herald", "nchan"))):
-        out += [(scenario, njobs, name) for name in names if name in systems]
+        out += [(scenario, njobs, name) for name in names if name in systems and scenario in cases]
     return out
 
 
@@ -583,7 +585,8 @@ def report(results_dir, variants=False):
         write_section(state["runs"], state["meta"], variants)
 
 
-ENV = ("BENCH_FANOUT_N", "BENCH_REPEATS", "BENCH_FANOUT_SYSTEMS", "BENCH_VARIANTS")
+ENV = ("BENCH_FANOUT_N", "BENCH_REPEATS", "BENCH_FANOUT_SYSTEMS", "BENCH_FANOUT_CASES", "BENCH_VARIANTS",
+       "BENCH_PERF", "BENCH_SYSCALLS")
 
 
 def main(bin_dir, results_dir, quick, argv, keep, variants=False):
