@@ -11,6 +11,9 @@ struct Followers<Stream: AnyObject> {
     /// The streams following `id` (with those that stopped this round), or nil when none does.
     subscript(id: JobID) -> [UInt64: Stream]? { byJob[id] }
 
+    /// Every job some stream follows.
+    var jobs: Dictionary<JobID, [UInt64: Stream]>.Keys { byJob.keys }
+
     mutating func add(_ stream: Stream, token: UInt64, jobs: [JobID]) {
         for id in jobs { byJob[id, default: [:]][token] = stream }
     }

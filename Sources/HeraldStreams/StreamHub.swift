@@ -313,8 +313,8 @@ public final class StreamHub: @unchecked Sendable {
             case .everything:
                 // Changes may have been missed: every followed job is read again (past the round's budget,
                 // by the reader), and every log follower catches up from its offset.
-                changed.formUnion(followers.keys)
-                for sub in subscribers.values where sub.followsLog && !sub.isBlocked { catchUp(sub) }
+                changed.formUnion(followers.jobs)
+                logsGrown.formUnion(followers.jobs)
             }
         }
         for id in logsGrown { catchUpLogFollowers(of: id) }
