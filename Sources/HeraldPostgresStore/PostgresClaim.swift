@@ -34,9 +34,14 @@ public final class PostgresClaim: JobClaim, Sendable {
     public func writeProgress(_ next: Job) throws(StoreError) {
         try checkSession()
         let written = try store.pool.with { connection -> Bool in
+            // Progress need not be durable (as in the directory, docs/PROTOCOL.md): its commit does not
+            // wait for the WAL flush (synchronous_commit off for this transaction alone). A crash of
+            // PostgreSQL may lose the last progress, never a transition: those commit synchronously, and
+            // a synchronous commit flushes every earlier one with it.
             let rows = try connection.execute("""
-                WITH u AS (UPDATE herald.jobs SET seq = $3, job = $4::json WHERE id = $1 AND claim = $2 AND state = 'running' RETURNING id)
-                SELECT pg_notify('herald', 'j ' || id) FROM u
+                WITH v AS (SELECT set_config('synchronous_commit', 'off', true)),
+                     u AS (UPDATE herald.jobs SET seq = $3, job = $4::json WHERE id = $1 AND claim = $2 AND state = 'running' RETURNING id)
+                SELECT pg_notify('herald', 'j ' || id) FROM u, v
                 """, [.text(id.text), .int(token), .int(next.seq), .text(next.storedText)])
             return rows.count == 1
         }
