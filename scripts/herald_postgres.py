@@ -26,10 +26,17 @@ def server_binaries() -> str | None:
     return os.path.dirname(dirs[0]) if dirs else None
 
 
+def _free_port(host: str) -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 class PostgresCluster:
     """initdb + pg_ctl in `directory` (a fresh temporary one when None); start() before use."""
 
-    def __init__(self, directory: str | None = None, superuser: str = "herald"):
+    def __init__(self, directory: str | None = None, superuser: str = "herald", listen: list | tuple = ()):
         self.bin = server_binaries()
         if self.bin is None:
             raise ClusterError("PostgreSQL server binaries not found under /usr/lib/postgresql (apt-get install postgresql)")
@@ -38,6 +45,9 @@ class PostgresCluster:
         self.data = os.path.join(self.directory, "data")
         self.log = os.path.join(self.directory, "postgres.log")
         self.superuser = superuser
+        # TCP addresses to listen on as well (a test's other "hosts" reach it there), on a free port.
+        self.listen = list(listen)
+        self.port = _free_port(self.listen[0]) if self.listen else 5432
         self._counter = 0
         self._started = False
 
@@ -55,12 +65,16 @@ class PostgresCluster:
         if not os.path.isdir(self.data):
             self._as_server([f"{self.bin}/initdb", "-D", self.data, "-A", "trust", "-U", self.superuser,
                              "--no-sync", "-E", "UTF8", "--locale=C"])
+            if self.listen:
+                with open(os.path.join(self.data, "pg_hba.conf"), "a", encoding="utf-8") as f:
+                    f.writelines(f"host all all {address}/32 trust\n" for address in self._peers())
         self.start_server()
         atexit.register(self.stop)
         return self
 
     def start_server(self) -> None:
-        opts = (f"-k {self.directory} -c listen_addresses='' -c fsync=off -c synchronous_commit=off "
+        listen = ",".join(self.listen)
+        opts = (f"-k {self.directory} -p {self.port} -c listen_addresses='{listen}' -c fsync=off -c synchronous_commit=off "
                 "-c full_page_writes=off -c max_connections=300")
         self._as_server([f"{self.bin}/pg_ctl", "-D", self.data, "-l", self.log, "-w", "-o", opts, "start"])
         self._started = True
@@ -79,12 +93,22 @@ class PostgresCluster:
         if remove:
             shutil.rmtree(self.directory, ignore_errors=True)
 
-    def conninfo(self, database: str = "postgres", user: str | None = None) -> str:
-        return f"host={self.directory} dbname={database} user={user or self.superuser}"
+    def conninfo(self, database: str = "postgres", user: str | None = None, host: str | None = None) -> str:
+        """By the unix socket, or over TCP to `host` (one of `listen`)."""
+        return f"host={host or self.directory} port={self.port} dbname={database} user={user or self.superuser}"
+
+    def _peers(self) -> list:
+        """The other end of each listening address's /30 (support_cluster.NetHost), which may connect."""
+        import ipaddress
+        peers = []
+        for address in self.listen:
+            net = ipaddress.ip_network(f"{address}/30", strict=False)
+            peers += [str(h) for h in net.hosts() if str(h) != address]
+        return peers
 
     def sql(self, statements: str, database: str = "postgres", user: str | None = None) -> str:
         """Runs SQL with psql; returns its unaligned output (rows, `|` between columns)."""
-        r = subprocess.run([f"{self.bin}/psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", self.directory,
+        r = subprocess.run([f"{self.bin}/psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", self.directory, "-p", str(self.port),
                             "-U", user or self.superuser, "-d", database, "-c", statements],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
         if r.returncode != 0:

@@ -69,6 +69,8 @@ LOG_SNIPPET = os.path.join(REPO, "nginx", "herald-log.conf")
 WEB_DIR = os.path.join(REPO, "web")
 SOCKET_STRING = "unix:/run/herald/fcgi.sock"
 WEB_STRING = "/usr/share/herald/web/"
+NEXT_UPSTREAM_OFF = "fastcgi_next_upstream off;"
+NEXT_UPSTREAM_CLUSTER = "fastcgi_next_upstream error timeout;"
 
 # Used when the nginx installation has no fastcgi_params file to copy.
 FASTCGI_PARAMS = """\
@@ -364,6 +366,8 @@ class Stack:
                       (HttpOnly, SameSite=Lax, a 24 h token for `sub` = demo_owner)
     database_url      the PostgreSQL store instead of the state directory: `herald-runner migrate`
                       runs before anything starts
+    upstream          herald-fcgi sockets nginx passes to as one `upstream` (nginx/example-cluster.conf's
+                      settings); the stack then starts no herald-fcgi of its own (tests/support_cluster.py)
     """
 
     def __init__(self, bin_dir, workdir, port: int = 0, config_overrides: dict | None = None,
@@ -371,7 +375,7 @@ class Stack:
                  host: str = "127.0.0.1", web_dir: str = WEB_DIR, nginx: str | None = None,
                  start_timeout: float = 30.0, stop_grace: float = 10.0, env: dict | None = None,
                  fcgi_open_files: int | None = None, app: AppServer | None = None,
-                 demo_owner: str | None = None, database_url: str | None = None):
+                 demo_owner: str | None = None, database_url: str | None = None, upstream: list | None = None):
         if fcgi_mode not in ("socket", "stdin", "systemd"):
             raise ValueError(f"fcgi_mode must be socket, stdin or systemd, not {fcgi_mode!r}")
         self.bin_dir = os.path.abspath(str(bin_dir))
@@ -394,6 +398,7 @@ class Stack:
         self.demo_owner = demo_owner
         self.read_secret = secrets.token_hex(32) if demo_owner else None
         self.database_url = database_url
+        self.upstream = list(upstream or [])
 
         self.fcgi_bin = os.path.join(self.bin_dir, "herald-fcgi")
         self.runner_bin = os.path.join(self.bin_dir, "herald-runner")
@@ -503,10 +508,14 @@ class Stack:
     def write_nginx_conf(self) -> str:
         with open(SNIPPET, encoding="utf-8") as f:
             snippet = f.read()
-        for needle in (SOCKET_STRING, WEB_STRING):
+        for needle in (SOCKET_STRING, WEB_STRING, NEXT_UPSTREAM_OFF):
             if needle not in snippet:
                 raise StackError(f"{SNIPPET} no longer contains {needle!r}")
-        snippet = snippet.replace(SOCKET_STRING, "unix:" + self.socket_path)
+        snippet = snippet.replace(SOCKET_STRING, "herald_fcgi" if self.upstream else "unix:" + self.socket_path)
+        if self.upstream:
+            # nginx/example-cluster.conf: a node that refuses a connection is passed over (nginx never
+            # replays a request it has sent, so a POST still cannot run twice).
+            snippet = snippet.replace(NEXT_UPSTREAM_OFF, NEXT_UPSTREAM_CLUSTER)
         snippet = snippet.replace(WEB_STRING, self.web_dir.rstrip("/") + "/")
         with open(os.path.join(self.workdir, "herald.conf"), "w", encoding="utf-8") as f:
             f.write(snippet)
@@ -539,10 +548,17 @@ class Stack:
             error_log=self.log_path("nginx-error"),
             access_log=f"{self.log_path('nginx-access')} herald",
             # The shipped format (no token ever written), so tests see what production logs.
-            http_head=f"include {LOG_SNIPPET};")
+            http_head=f"include {LOG_SNIPPET};" + self._upstream_block())
         with open(self.nginx_conf, "w", encoding="utf-8") as f:
             f.write(conf)
         return self.nginx_conf
+
+    def _upstream_block(self) -> str:
+        if not self.upstream:
+            return ""
+        # As nginx/example-cluster.conf: a node that refuses is left alone for 5 s, new streams go to the others.
+        servers = "".join(f"        server unix:{path} max_fails=1 fail_timeout=5s;\n" for path in self.upstream)
+        return f"\n    upstream herald_fcgi {{\n        least_conn;\n{servers}    }}\n"
 
     def nginx_test(self) -> None:
         """nginx -t on the generated configuration; raises StackError on failure."""
@@ -674,7 +690,7 @@ class Stack:
                 self.nginx_test()
                 if self.with_runner and self.runner_proc is None:
                     self.start_runner()
-                if self.fcgi_proc is None:
+                if self.fcgi_proc is None and not self.upstream:
                     if not self.database_url:
                         self.ensure_state_layout()
                     self.start_fcgi()
