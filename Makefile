@@ -6,6 +6,7 @@
 #                  integration through nginx, headless browser
 #   make install   binaries, config example, nginx snippet, systemd units (PREFIX, DESTDIR)
 #   make bench     Herald against nchan and Django SSE on this machine -> docs/BENCHMARKS.md
+#                  (ROWS=fanout: only issue 11's rows, Herald / nchan / the relay floor, ~8 min)
 
 PREFIX     ?= /usr/local
 DESTDIR    ?=
@@ -105,11 +106,15 @@ install:
 	for d in DEPLOY.md PROTOCOL.md API.md SECURITY.md openapi.yaml; do [ ! -f "docs/$$d" ] || install -m 0644 "docs/$$d" "$(DESTDIR)$(PREFIX)/share/doc/herald/"; done
 
 # Starts each system on loopback, runs the same SSE workload, writes docs/BENCHMARKS.md and
-# docs/bench-latency.png (~25 min; BENCH_N=1000,5000,10000 BENCH_SYSTEMS=herald,nchan,django,
-# BENCH_ARGS=--quick for a dry run). Release build in .build-bench; Django etc. in bench/.venv.
+# docs/bench-latency.png (~35 min; BENCH_N=1000,5000,10000 BENCH_SYSTEMS=herald,nchan,django,
+# BENCH_ARGS=--quick for a dry run). Release build in .build-release; Django etc. in bench/.venv.
+# ROWS picks the row sets: classic (the table above), fanout (Herald through herald-runner, nchan
+# and bench/relay-floor.c at 5,000 streams, 3 repeats; BENCH_REPEATS, BENCH_FANOUT_N,
+# BENCH_FANOUT_SYSTEMS=herald,nchan,floor), all (both, the default).
 BENCH_ARGS ?=
+ROWS       ?= all
 bench:
-	$(PYTHON) bench/run.py $(BENCH_ARGS)
+	$(PYTHON) bench/run.py --rows $(ROWS) $(BENCH_ARGS)
 
 clean:
 	rm -rf .build .demo .demo-django .test-tmp $(DJANGO_VENV)

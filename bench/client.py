@@ -9,7 +9,12 @@ One process; bench/run.py starts several for large N. Protocol with the driver:
     then at T1 + grace the process writes its results to --out and exits.
 
 Only events published inside [T0, T1) count; a subscriber counts towards the
-expected deliveries only if it was open before T0 and still open at T1.
+expected deliveries only if it was open before T0 and still open at T1. An event whose
+message is `sK tMS` (the fan-out rows, K ≥ 1) counts as state K published at MS (epoch ms),
+whenever it was published: with --states K the client waits after T1, up to --grace-max
+seconds, until every open subscriber has state K, so a late publisher or an overloaded
+system shows up as delay, not as states left out. Any other event counts as its `seq`
+published at its `updated_at`. Receipt times go to OUT.received (beside OUT.delays).
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ except ImportError:  # plain asyncio works, a little slower
 SEQ_RE = re.compile(rb'"seq"\s*:\s*(\d+)')
 TS_RE = re.compile(rb'"updated_at"\s*:\s*"([^"]+)"')
 STATE_RE = re.compile(rb'"state"\s*:\s*"([a-z]+)"')
+# A state tagged by its reporter (bench/ticker.py, publish.py --tag, relay-floor): state K, reported at MS.
+TAG_RE = re.compile(rb'"message"\s*:\s*"s(\d+) t(\d+)"')
 
 _ts_cache: dict = {}
 
@@ -52,6 +59,7 @@ class Stats:
         self.t0 = None
         self.t1 = None
         self.delays = array.array("d")
+        self.received = array.array("d")  # receipt time of each delay
         self.counts: dict = {}  # (job index << 32 | seq) -> receipts in window
         self.events = 0
         self.out_of_order = 0
@@ -63,7 +71,7 @@ class Stats:
 
 class Sub(asyncio.Protocol):
     __slots__ = ("stats", "job", "request", "transport", "raw", "headers_done", "chunked", "left", "skip",
-                 "sse", "opened_at", "started_at", "first_at", "closed_at", "last_seq", "status", "ended",
+                 "sse", "opened_at", "started_at", "first_at", "closed_at", "last_seq", "last_tag", "status", "ended",
                  "final_state", "done", "on_end", "end_event")
 
     def __init__(self, stats: Stats, job: int, request: bytes, done: asyncio.Future, on_end=None):
@@ -81,6 +89,7 @@ class Sub(asyncio.Protocol):
         self.first_at = None
         self.closed_at = None
         self.last_seq = 0
+        self.last_tag = 0
         self.status = 0
         self.ended = False
         self.final_state = None
@@ -184,10 +193,18 @@ class Sub(asyncio.Protocol):
                 self.first_at = now
                 if not self.done.done():
                     self.done.set_result(True)
-            pub = parse_ts(t.group(1))
-            if st.t0 is not None and st.t0 <= pub < st.t1:
+            tag = TAG_RE.search(block)
+            if tag and tag.group(1) != b"0":
+                state, pub = int(tag.group(1)), int(tag.group(2)) / 1000
+                self.last_tag = state
+                counts = st.t0 is not None
+            else:
+                state, pub = seq, parse_ts(t.group(1))
+                counts = st.t0 is not None and st.t0 <= pub < st.t1
+            if counts:
                 st.delays.append(now - pub)
-                key = (self.job << 32) | seq
+                st.received.append(now)
+                key = (self.job << 32) | state
                 st.counts[key] = st.counts.get(key, 0) + 1
 
 
@@ -256,7 +273,11 @@ async def load(args):
     cpu0 = cpu_seconds()
     await asyncio.sleep(max(0.0, t1 - time.time()))
     cpu1 = cpu_seconds()
-    await asyncio.sleep(args.grace)
+    await asyncio.sleep(args.grace if not args.states else 0.2)
+    if args.states:
+        until = time.time() + args.grace_max
+        while time.time() < until and any(s.last_tag < args.states and s.closed_at is None for s in opened):
+            await asyncio.sleep(0.1)
     full = [s for s in opened if s.closed_at is None or s.closed_at >= t1]
     # Per job: subscribers open for the whole window (the expected receivers of each event).
     per_job: dict = {}
@@ -268,6 +289,8 @@ async def load(args):
             s.transport.abort()
     with open(args.out + ".delays", "wb") as f:
         stats.delays.tofile(f)
+    with open(args.out + ".received", "wb") as f:
+        stats.received.tofile(f)
     result = {
         "index": args.index, "requested": len(mine), "opened": len(opened), "setup_s": setup_s,
         "t_start": t_start, "t_ready": t_ready, "window_cpu_s": cpu1 - cpu0, "window_s": t1 - t0,
@@ -385,6 +408,8 @@ def main():
     p.add_argument("--setup-timeout", type=float, default=60)
     p.add_argument("--first-event-timeout", type=float, default=15)
     p.add_argument("--grace", type=float, default=3)
+    p.add_argument("--states", type=int, default=0, help="wait after T1 until every stream has tagged state K")
+    p.add_argument("--grace-max", type=float, default=30, help="the longest wait for --states")
     p.add_argument("--out", required=True)
     p.add_argument("--soak", action="store_true")
     p.add_argument("--duration", type=float, default=120)

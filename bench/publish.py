@@ -8,7 +8,11 @@ with seq + 1 and `updated_at` = now each time, and logs what it published.
                    as a Celery task updating its progress would
 
 Jobs come from --jobs (JSON: [{"key": ..., "doc": {...}}]). Publishes of the jobs
-are spread evenly over each period. Stops on SIGTERM/SIGINT or after --duration;
+are spread evenly over each period, from --start (epoch seconds; default now). With --count N
+each job publishes its states 1..N (the first one period after the start), then stops; with
+--tag each state's message is `sK tMS` (K its number, MS the epoch ms it was published) and its
+progress K × 100 / N, as bench/ticker.py reports them (the fan-out rows, bench/fanout.py).
+Stops on SIGTERM/SIGINT or after --duration;
 then writes {"published": {job index: [[seq, updated_at], ...]}, "late_ms_max": ...}
 to --out.
 """
@@ -42,6 +46,9 @@ def main():
     p.add_argument("--state-dir")
     p.add_argument("--port", type=int)
     p.add_argument("--threads", type=int, default=4, help="publishing threads (default 4)")
+    p.add_argument("--start", type=float, help="epoch seconds of the first period (default: now)")
+    p.add_argument("--count", type=int, help="states per job, then stop (default: until --duration)")
+    p.add_argument("--tag", action="store_true", help="message `sK tMS`, progress K × 100 / count")
     args = p.parse_args()
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
@@ -88,15 +95,16 @@ def main():
 
     # Several publishing threads (each its own share of the jobs and, for nchan, its own
     # connection): one synchronous HTTP client cannot POST 1,000 times a second.
-    start = time.time()
+    start = args.start or time.time()
+    first = 1 if args.count else 0
     late = [0.0]
     threads = max(1, min(args.threads, n))
 
     def publish_loop(t_index):
         local_send = send if args.mode != "nchan" else make_nchan_send()
         mine = list(range(t_index, n, threads))
-        k = 0
-        while not stop and time.time() - start < args.duration:
+        k = first
+        while not stop and time.time() - start < args.duration and (not args.count or k <= args.count):
             for i in mine:
                 due = start + k * period + i * period / n
                 wait = due - time.time()
@@ -112,8 +120,12 @@ def main():
                 doc["seq"] = seqs[i]
                 ts = now_rfc3339(t)
                 doc["updated_at"] = ts
-                doc["progress"] = float(seqs[i] % 100)
-                doc["message"] = f"step {seqs[i]}"
+                if args.tag:
+                    doc["progress"] = k * 100 / args.count
+                    doc["message"] = f"s{k} t{int(t * 1000)}"
+                else:
+                    doc["progress"] = float(seqs[i] % 100)
+                    doc["message"] = f"step {seqs[i]}"
                 local_send(i, json.dumps(doc, separators=(",", ":")))
                 published[i].append([seqs[i], ts])
             k += 1

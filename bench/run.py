@@ -13,6 +13,12 @@ Environment: BENCH_N=1000,5000,10000  BENCH_SYSTEMS=herald,nchan,django (or the 
 above)  BENCH_WINDOW=20 (seconds measured per run)  BENCH_SCENARIOS=one,spread.
 --quick: small N, short windows, no submit/dispatch extras unless asked.
 Writes bench/results/*.json, docs/BENCHMARKS.md and docs/bench-latency.png.
+
+--rows picks the row sets (`make bench ROWS=...`): `classic` (the above), `fanout` (issue 11:
+Herald through herald-runner, nchan and the relay floor at 5,000 streams, repeated; see
+bench/fanout.py, which has its own BENCH_FANOUT_* variables), or `all` (the default); and
+`variants`, alone: the relay floor under other nginx settings. Run alone, `fanout` and
+`variants` rewrite only their own section of docs/BENCHMARKS.md.
 Everything it starts is stopped at the end, also on errors.
 """
 
@@ -41,9 +47,12 @@ VENV = os.path.join(BENCH, ".venv")
 VPY = os.path.join(VENV, "bin", "python")
 RESULTS = os.path.join(BENCH, "results")
 WORK = os.path.join(RESULTS, "work")
-SCRATCH = os.path.join(REPO, ".build-bench")
+SCRATCH = os.path.join(REPO, ".build-release")
 APT = ["nginx", "libfcgi-dev", "pkg-config", "libnginx-mod-nchan", "redis-server", "wrk", "python3-matplotlib", "python3-venv"]
 PIP = ["django<6", "gunicorn", "uvicorn", "httptools", "uvloop", "django-redis", "redis"]
+# What the fan-out rows alone need: the client's uvloop, nchan, a C compiler for the floor.
+FANOUT_APT = ["nginx", "libfcgi-dev", "pkg-config", "libnginx-mod-nchan", "gcc", "libc6-dev", "python3-venv"]
+FANOUT_PIP = ["uvloop"]
 NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"
 SPREAD_JOBS = 100
 TICK = os.sysconf("SC_CLK_TCK")
@@ -62,21 +71,21 @@ def log(msg):
 # set-up
 
 
-def ensure_packages():
-    subprocess.run([os.path.join(REPO, "scripts", "ensure-packages")] + APT, check=True)
+def ensure_packages(classic=True):
+    subprocess.run([os.path.join(REPO, "scripts", "ensure-packages")] + (APT if classic else FANOUT_APT), check=True)
     if not os.path.exists(VPY):
         subprocess.run(["/usr/bin/python3", "-m", "venv", VENV], check=True)
-    r = subprocess.run([VPY, "-c", "import django, gunicorn, uvicorn, uvloop, django_redis, httptools"],
-                       stderr=subprocess.DEVNULL)
+    modules = "django, gunicorn, uvicorn, uvloop, django_redis, httptools" if classic else "uvloop"
+    r = subprocess.run([VPY, "-c", f"import {modules}"], stderr=subprocess.DEVNULL)
     if r.returncode != 0:
-        subprocess.run([VPY, "-m", "pip", "install", "-q"] + PIP, check=True)
+        subprocess.run([VPY, "-m", "pip", "install", "-q"] + (PIP if classic else FANOUT_PIP), check=True)
 
 
 def build_herald():
-    """Release build into .build-bench; returns the bin dir."""
+    """Release build into .build-release; returns the bin dir."""
     if os.environ.get("HERALD_BIN_DIR"):
         return os.environ["HERALD_BIN_DIR"]
-    log("swift build -c release --scratch-path .build-bench")
+    log("swift build -c release --scratch-path .build-release")
     subprocess.run(["swift", "build", "-c", "release", "--scratch-path", SCRATCH], cwd=REPO, check=True)
     return subprocess.run(["swift", "build", "-c", "release", "--scratch-path", SCRATCH, "--show-bin-path"],
                           cwd=REPO, check=True, capture_output=True, text=True).stdout.strip()
@@ -281,7 +290,7 @@ class NchanSystem:
         location ~ ^/sub/(\\w+)$ {
             nchan_subscriber eventsource;
             nchan_channel_id $1;
-            nchan_subscriber_first_message newest;
+            nchan_subscriber_first_message -1;
         }
 """
         nginx_conf(self.workdir, self.port, server, main=f"load_module {NCHAN_MODULE};")
@@ -683,7 +692,9 @@ def write_report(rows, extras, facts, runs, path):
       "for the recorded run. Raw results: `bench/results/*.json` (not committed).\n")
     A("## How to run\n")
     A("```")
-    A("make bench                                   # full run (N = 1000, 5000, 10000), ~25 min")
+    A("make bench ROWS=classic                      # these tables (N = 1000, 5000, 10000), ~25 min")
+    A("make bench ROWS=fanout                       # Herald / nchan / relay floor at 5,000 streams, ~8 min")
+    A("make bench ROWS=variants                     # the relay floor under other nginx settings")
     A("BENCH_N=1000,5000 BENCH_SYSTEMS=herald,nchan make bench")
     A("/usr/bin/python3 bench/run.py --quick        # a dry run: small N, short windows")
     A("/usr/bin/python3 bench/soak.py --minutes 2   # the soak (10,000 streams, jobs finishing throughout)")
@@ -718,7 +729,7 @@ def write_report(rows, extras, facts, runs, path):
     A("- herald: bench/publish.py rewrites `STATE/jobs/ID.json` by temp file + rename (no fsync), herald-fcgi "
       "pushes it. herald-runner: `herald-runner work` running builtin demo jobs (`steps` 10000, `interval_ms` 100), "
       "which fsyncs nothing but final states. nchan: bench/publish.py POSTs the same JSON to `/pub/ID` "
-      "(`nchan_subscriber eventsource`, `nchan_subscriber_first_message newest`). Django: bench/publish.py "
+      "(`nchan_subscriber eventsource`, `nchan_subscriber_first_message -1`: the latest message on connect, as Herald sends the current state). Django: bench/publish.py "
       "`cache.set`s the JSON through django-redis (Redis " + str(facts.get("redis")) + ", unix socket); the view "
       f"polls `cache.get` every 100 ms. gunicorn sync: {DJANGO_WORKERS} workers (2 × cores + 1); gthread: "
       f"{DJANGO_WORKERS} workers × {GTHREADS} threads; async: uvicorn, {os.cpu_count()} workers, uvloop + httptools, "
@@ -766,7 +777,7 @@ def write_report(rows, extras, facts, runs, path):
         A(f"- {t}")
     A("")
     # Sections written by the other benchmarks, then the hand-written reading.
-    for name in ("soak-result.md", "scan-result.md", "reading.md"):
+    for name in ("fanout-result.md", "fanout-notes.md", "soak-result.md", "scan-result.md", "reading.md"):
         section = os.path.join(BENCH, name)
         if os.path.exists(section):
             A(open(section).read())
@@ -858,7 +869,11 @@ def main():
     p.add_argument("--report-only", action="store_true", help="rewrite docs from bench/results/*.json")
     p.add_argument("--keep", action="store_true", help="keep earlier results in bench/results (re-measure some rows)")
     p.add_argument("--extras-only", action="store_true", help="only submit throughput and dispatch overhead")
+    p.add_argument("--rows", default="all", help="classic, fanout or all (default)")
     args = p.parse_args()
+    rows = {"all": {"classic", "fanout"}}.get(args.rows, set(args.rows.split(",")))
+    if not rows or rows - {"classic", "fanout", "variants"} or ("variants" in rows and len(rows) > 1):
+        p.error(f"--rows: classic, fanout, all or variants (alone), not {args.rows!r}")
     args.argv = ["bench/run.py"] + sys.argv[1:]
     default_n = "200,1000" if args.quick else "1000,5000,10000"
     args.n_list = os.environ.get("BENCH_N", default_n)
@@ -871,6 +886,25 @@ def main():
     doc = os.path.join(REPO, "docs", "BENCHMARKS.md")
     png = os.path.join(REPO, "docs", "bench-latency.png")
 
+    def on_term(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    if rows in ({"fanout"}, {"variants"}):
+        import fanout
+        if not args.report_only:
+            ensure_packages(classic=False)
+            raise_nofile()
+            try:
+                fanout.main(build_herald(), RESULTS, args.quick, args.argv, args.keep, variants="variants" in rows)
+            except KeyboardInterrupt:
+                log("interrupted; everything started was stopped")
+                return 130
+        else:
+            fanout.report(RESULTS, variants="variants" in rows)
+        fanout.splice_section(doc)
+        log(f"wrote the fan-out section of {doc}")
+        return 0
     if not args.report_only:
         ensure_packages()
         raise_nofile()
@@ -880,7 +914,7 @@ def main():
         log(f"load average {' '.join(facts['load_start'])}; systems {systems}; N {ns}; window {args.window}s")
         if not args.keep:
             for f in os.listdir(RESULTS):
-                if f.endswith(".json") and not f.startswith("soak"):
+                if f.endswith(".json") and not f.startswith(("soak", "fanout")):
                     os.unlink(os.path.join(RESULTS, f))
         shutil.rmtree(WORK, ignore_errors=True)
         os.makedirs(WORK)
@@ -893,11 +927,10 @@ def main():
         with open(fp, "w") as f:
             json.dump({"facts": facts, "runs": runs + [this], "args": {"window": args.window}}, f, indent=1)
 
-        def on_term(*_):
-            raise KeyboardInterrupt
-
-        signal.signal(signal.SIGTERM, on_term)
         try:
+            if "fanout" in rows:
+                import fanout
+                fanout.main(bin_dir, RESULTS, args.quick, args.argv, args.keep)
             for name in ([] if args.extras_only else systems):
                 for scenario in scenarios:
                     n_values = django_ns(name, ns, args.quick) if name.startswith("django") else ns
@@ -939,7 +972,7 @@ def main():
     # The report: every per-run result in bench/results (with --keep, earlier runs too).
     rows = []
     for f in sorted(os.listdir(RESULTS)):
-        if f.endswith(".json") and f not in ("facts.json", "extras.json", "summary.json") and not f.startswith("soak"):
+        if f.endswith(".json") and f not in ("facts.json", "extras.json", "summary.json", "fanout.json") and not f.startswith("soak"):
             rows.append(json.load(open(os.path.join(RESULTS, f))))
     extras_path = os.path.join(RESULTS, "extras.json")
     extras = json.load(open(extras_path)) if os.path.exists(extras_path) else {}

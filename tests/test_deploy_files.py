@@ -78,7 +78,7 @@ def test_snippet_names_the_rewritable_strings_once_each_kind():
     passes = re.findall(r"^\s*fastcgi_pass\s+([^;]+);", text, re.M)
     assert passes and set(passes) == {SOCKET_STRING}, passes
     for needle in ("fastcgi_buffering off", "fastcgi_keep_conn off", "fastcgi_ignore_client_abort off",
-                   "gzip off", "client_max_body_size 64k", "fastcgi_read_timeout 75s"):
+                   "gzip off", "client_max_body_size 64k", "fastcgi_read_timeout 75s", "tcp_nodelay on"):
         assert needle in text, needle
 
 
