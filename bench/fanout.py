@@ -90,16 +90,20 @@ def offset_ms(i, njobs):
 # the systems: context managers with .port, .processes() -> {name: [pids]}, .prepare(njobs) -> paths, .go(t0)
 
 
+def ticker_config(go_file):
+    """The config overrides for ticker jobs (bench/ticker.py) that start when go_file holds T0."""
+    kind = {"command": ["/usr/bin/python3", os.path.join(BENCH, "ticker.py"), go_file, str(STATES),
+                        str(INTERVAL_MS), str(LINGER_S)],
+            "params": {"slot": "^[0-9]{1,4}$"}}
+    return {"workers": SPREAD_JOBS + 10, "kinds": {"ticker": kind}}
+
+
 class HeraldRows:
     name = "herald"
 
     def __init__(self, bin_dir, workdir):
         self.go_file = os.path.join(workdir, "go")
-        kind = {"command": ["/usr/bin/python3", os.path.join(BENCH, "ticker.py"), self.go_file, str(STATES),
-                            str(INTERVAL_MS), str(LINGER_S)],
-                "params": {"slot": "^[0-9]{1,4}$"}}
-        self.stack = Stack(bin_dir, workdir, runner=True, stop_grace=5,
-                           config_overrides={"workers": SPREAD_JOBS + 10, "kinds": {"ticker": kind}})
+        self.stack = Stack(bin_dir, workdir, runner=True, stop_grace=5, config_overrides=ticker_config(self.go_file))
         self.ids = []
 
     def __enter__(self):
@@ -564,17 +568,7 @@ def splice_section(doc):
         section += "\n" + open(VARIANTS_SECTION).read().rstrip() + "\n"
     if os.path.exists(NOTES):
         section += "\n" + open(NOTES).read().rstrip() + "\n"
-    text = open(doc).read() if os.path.exists(doc) else ""
-    head = "## Fan-out at the limit"
-    start = text.find(head)
-    if start >= 0:
-        end = text.find("\n## ", start + len(head))  # the notes use ### headings only
-        text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
-    else:
-        at = text.find("## Soak")
-        text = (text[:at] + section + "\n" + text[at:]) if at >= 0 else text + "\n" + section
-    with open(doc, "w") as f:
-        f.write(text)
+    bench.splice_section(doc, "## Fan-out at the limit", section)
 
 
 def report(results_dir, variants=False):

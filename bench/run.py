@@ -625,6 +625,22 @@ def dispatch_overhead(bin_dir, batch):
 # report
 
 
+def splice_section(doc, head, section):
+    """Puts `section` (starting with the `head` line) into doc in place of the section under that
+    heading, else before the soak: the other sections stay as they were generated. Notes inside a
+    section use ### headings only."""
+    text = open(doc).read() if os.path.exists(doc) else ""
+    start = text.find(head)
+    if start >= 0:
+        end = text.find("\n## ", start + len(head))
+        text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
+    else:
+        at = text.find("## Soak")
+        text = (text[:at] + section + "\n" + text[at:]) if at >= 0 else text + "\n" + section
+    with open(doc, "w") as f:
+        f.write(text)
+
+
 def versions(bin_dir):
     def sh(cmd):
         try:
