@@ -9,6 +9,7 @@
 //   (libfcgi)      (the seam: JobStore, RunnerStore, JobClaim; DirectoryStore, MemoryStore)
 //        │              ▲           HeraldTokens (read tokens: HS256 JWT, libcrypto)
 //        └──▶ HeraldStores (StoreChoice: the config's store) ◀── herald-runner
+//                   └──▶ HeraldPostgresStore ──▶ HeraldPostgres (libpq, wrapped once)
 //        all on HeraldCore (pure: jobs, config, SSE, FastCGI records)
 //        and HeraldPOSIX (every syscall wrapped once)
 import PackageDescription

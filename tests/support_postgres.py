@@ -36,8 +36,9 @@ def psql(conninfo: str, statements: str) -> str:
     """Runs SQL on a database as its conninfo's user (the tests' superuser); unaligned rows."""
     import subprocess
     bin_dir = server_binaries()
-    r = subprocess.run([f"{bin_dir}/psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo, "-c", statements],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    # On stdin, not in argv: a log chunk's hex may be longer than an argument may be.
+    r = subprocess.run([f"{bin_dir}/psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo, "-f", "-"],
+                       input=statements.encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
     if r.returncode != 0:
         raise ClusterError(f"psql: {r.stderr.decode(errors='replace').strip()}")
     return r.stdout.decode()

@@ -115,6 +115,34 @@ def test_example_site_passes_nginx_t(tmp_path):
     nginx_t(d)
 
 
+def test_example_cluster_passes_nginx_t_with_the_snippet_its_comment_makes(tmp_path):
+    d = str(tmp_path)
+    openssl = shutil.which("openssl")
+    assert openssl, "openssl is needed to make a throwaway certificate for the example site"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=example.com",
+                    "-keyout", f"{d}/key.pem", "-out", f"{d}/cert.pem", "-days", "1"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    site = read(os.path.join(REPO, "nginx/example-cluster.conf"))
+    # The header's sed command, applied as written: each of its substitutions must find its text.
+    snippet = read(os.path.join(REPO, "nginx/herald.conf"))
+    substitutions = re.findall(r"-e 's\|([^|]+)\|([^|]+)\|'", site)
+    assert len(substitutions) == 2, substitutions
+    for old, new in substitutions:
+        assert old in snippet, f"example-cluster.conf's sed looks for {old!r}, which herald.conf no longer has"
+        snippet = snippet.replace(old, new)
+    assert "fastcgi_next_upstream off;" not in snippet and "unix:/run/herald/fcgi.sock" not in snippet
+    site = (site.replace("/etc/letsencrypt/live/example.com/fullchain.pem", f"{d}/cert.pem")
+                .replace("/etc/letsencrypt/live/example.com/privkey.pem", f"{d}/key.pem")
+                .replace("/var/log/nginx/", f"{d}/"))
+    write(os.path.join(d, "site.conf"), site)
+    os.makedirs(os.path.join(d, "snippets"), exist_ok=True)
+    write(os.path.join(d, "snippets", "herald-cluster.conf"), snippet)
+    shutil.copyfile(os.path.join(REPO, "nginx/herald-log.conf"), os.path.join(d, "snippets", "herald-log.conf"))
+    nginx_prefix(d, "include /etc/nginx/mime.types; include site.conf;",
+                 extra_main="worker_rlimit_nofile 20000;\nworker_shutdown_timeout 30s;")
+    nginx_t(d)
+
+
 class RunningNginx:
     def __init__(self, d, port):
         self.d, self.port = d, port
@@ -340,6 +368,7 @@ def test_make_install(bin_dir, tmp_path, prefix):
     assert f"alias {prefix}/share/herald/web/;" in snippet
     assert SOCKET_STRING in snippet
     assert os.path.isfile(root(f"{prefix}/share/herald/nginx/example-site.conf"))
+    assert os.path.isfile(root(f"{prefix}/share/herald/nginx/example-cluster.conf"))
     assert os.path.isfile(root(f"{prefix}/share/herald/nginx/herald-log.conf"))
 
     unitdir = "/lib/systemd/system"

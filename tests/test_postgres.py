@@ -1,14 +1,14 @@
 """The PostgreSQL store from the outside (SPEC §8): `herald-runner migrate`, the two roles, and a
-stack that rides out a PostgreSQL restart. Runs whatever HERALD_TEST_STORE says (it makes its own databases)."""
+runner that gives its liveness session up. Runs whatever HERALD_TEST_STORE says (it makes its own
+databases). Several nodes and runners, restarts, kill -9 and cut-off hosts: tests/test_cluster.py."""
 
 import os
 import subprocess
-import threading
 import time
 
 import pytest
 
-from support_herald import EventStream, statuses, wait_until
+from support_herald import wait_until
 from support_postgres import psql
 
 
@@ -94,93 +94,10 @@ def test_the_web_role_may_submit_and_read_but_never_write_job_state(bin_dir, tmp
     assert psql(url, f"SELECT cancel_requested FROM herald.jobs WHERE id = '{jid}'").split() == ["t"]
 
 
-def test_a_postgres_restart_answers_503_meanwhile_and_streams_end_with_the_true_final_status(make_stack, postgres):
-    stack = make_stack(database_url=postgres.conninfo(postgres.create_database()), config_overrides={"heartbeat": "1s"})
-    _, _, job = stack.json("POST", "/jobs", {"kind": "demo", "params": {"steps": "40", "interval_ms": "100"}})
-    with EventStream(stack, f"/jobs/{job['id']}/events", timeout=60) as stream:
-        assert stream.wait_headers() == 200
-        wait_until(lambda: stack.json("GET", f"/jobs/{job['id']}")[2]["state"] == "running", 10, what="the job running")
-        postgres.stop_server()
-        try:
-            status, _, body = stack.request("POST", "/jobs", {"kind": "demo", "params": {"steps": "1"}})
-            assert status == 503, body
-        finally:
-            postgres.start_server()
-        wait_until(lambda: stack.request("POST", "/jobs", {"kind": "demo", "params": {"steps": "1"}})[0] == 201, 15,
-                   what="submits accepted again")
-        blocks = stream.read_all(timeout=60)
-    final = stack.wait_job(job["id"])
-    seen = statuses(blocks)
-    assert seen and seen[-1]["state"] == final["state"] and seen[-1]["seq"] == final["seq"], (seen[-1:], final)
-    assert final["state"] == "succeeded", final  # the runner kept its claim across the restart
-    seqs = [s["seq"] for s in seen]
-    assert seqs == sorted(set(seqs)), seqs
-
-
 def start_runner(bin_dir, config: str, log_path) -> subprocess.Popen:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
     return subprocess.Popen([os.path.join(bin_dir, "herald-runner"), "work", "--config", config],
                             env=clean, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def test_a_runner_killed_mid_job_is_recovered_by_the_other_with_no_second_copy_at_once(bin_dir, tmp_path, postgres_database):
-    from herald_stack import stop_process
-    _, _, url = postgres_database
-    marks = tmp_path / "marks"
-    script = (f"p={tmp_path}/pid; if [ -f $p ] && [ -d /proc/$(cat $p) ] && ! grep -q zombie /proc/$(cat $p)/status; "
-              f"then echo overlap >> {marks}; fi; echo $$ > $p; echo start $HERALD_ATTEMPT >> {marks}; sleep $((HERALD_ATTEMPT == 1 ? 12 : 1)); "
-              f"echo end $HERALD_ATTEMPT >> {marks}")
-    config = tmp_path / "herald.yml"
-    config.write_text(f"database_url: '{url}'\nallow_anonymous_submit: true\nkinds:\n  slow:\n"
-                      f"    command: ['/bin/sh', '-c', {script!r}]\n    retries: 1\n")
-    assert runner(bin_dir, str(config), "migrate").returncode == 0
-    first = start_runner(bin_dir, str(config), tmp_path / "runner1.log")
-    second = None
-    try:
-        jid = runner(bin_dir, str(config), "submit", "slow").stdout.strip()
-        wait_until(lambda: marks.exists() and "start 1" in marks.read_text(), 15, what="attempt 1 running")
-        second = start_runner(bin_dir, str(config), tmp_path / "runner2.log")
-        time.sleep(1)
-        killed_at = time.monotonic()
-        os.kill(first.pid, 9)
-        first.wait(timeout=10)
-        wait_until(lambda: "start 2" in marks.read_text(), 30, what="attempt 2 started by the other runner")
-        assert time.monotonic() - killed_at < 30
-        wait_until(lambda: "end 2" in marks.read_text(), 15, what="attempt 2 ended")
-        status = runner(bin_dir, str(config), "status", jid, "--json")
-        assert '"succeeded"' in status.stdout and '"attempt":2' in status.stdout.replace(" ", ""), status.stdout
-        lines = marks.read_text().split()
-        assert "overlap" not in lines, marks.read_text()
-        assert "end 1" not in marks.read_text(), marks.read_text()  # attempt 1's program was killed, not finished
-    finally:
-        stop_process(first, 5)
-        stop_process(second, 5)
-
-
-def test_a_kinds_concurrency_holds_across_two_runners_as_the_programs_see_it(bin_dir, tmp_path, postgres_database):
-    from herald_stack import stop_process
-    _, _, url = postgres_database
-    marks = tmp_path / "marks"
-    script = f"echo \"+ $(date +%s%N)\" >> {marks}; sleep 0.4; echo \"- $(date +%s%N)\" >> {marks}"
-    config = tmp_path / "herald.yml"
-    config.write_text(f"database_url: '{url}'\nallow_anonymous_submit: true\nworkers: 4\nkinds:\n  limited:\n"
-                      f"    command: ['/bin/sh', '-c', {script!r}]\n    concurrency: 2\n")
-    assert runner(bin_dir, str(config), "migrate").returncode == 0
-    runners = [start_runner(bin_dir, str(config), tmp_path / f"runner{k}.log") for k in range(2)]
-    try:
-        ids = [runner(bin_dir, str(config), "submit", "limited").stdout.strip() for _ in range(8)]
-        wait_until(lambda: marks.exists() and marks.read_text().count("-") == 8, 60, what="8 jobs done")
-        events = sorted((int(t), 1 if sign == "+" else -1) for sign, t in (line.split() for line in marks.read_text().splitlines()))
-        running, most = 0, 0
-        for _, delta in events:
-            running += delta
-            most = max(most, running)
-        assert most == 2, marks.read_text()
-        listed = runner(bin_dir, str(config), "list", "--json").stdout
-        assert listed.count('"succeeded"') == 8 and all(i in listed for i in ids)
-    finally:
-        for r in runners:
-            stop_process(r, 5)
 
 
 def test_a_runner_that_loses_its_liveness_session_for_good_stops_its_program(bin_dir, tmp_path, postgres_database):

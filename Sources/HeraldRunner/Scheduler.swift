@@ -70,7 +70,7 @@ public final class Scheduler: Sendable {
 
     /// Runs until the queue is drained (`drain`) or a stop is asked for and running jobs have ended.
     public func run(_ mode: Mode) throws(StoreError) {
-        let watcher = try store.watch()
+        let watcher = try store.watchRunnerChanges()
         let epoll: Epoll
         do {
             epoll = try Epoll()
@@ -119,7 +119,8 @@ public final class Scheduler: Sendable {
                 rescan = true  // a job ended: its slot is free
             }
             // Submissions and cancel requests need a pass; status and log writes do not (a log
-            // changes many times a second, and a pass takes the queue lock).
+            // changes many times a second, and a pass takes the queue lock): a runner's watcher
+            // leaves them out where its store can.
             let changes = (try? watcher.changes()) ?? []
             for change in changes {
                 switch change {
