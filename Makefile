@@ -1,5 +1,6 @@
 # Herald — build, test, demo and install.
 #   make demo      run nginx + herald-fcgi + herald-runner on http://127.0.0.1:$(PORT)
+#                  (STORE=postgres: on a private PostgreSQL cluster in .demo/ instead of a state directory)
 #   make demo-django   the same with the example Django app (examples/django) on http://127.0.0.1:$(PORT)/
 #   make test      every test: Swift unit tests, the Python client's and the Django example's tests,
 #                  integration through nginx, headless browser
@@ -17,8 +18,8 @@ SWIFT      ?= swift
 PYTHON     ?= /usr/bin/python3
 
 BUILD_DIR   = $(shell $(SWIFT) build -c $(CONFIG) --show-bin-path 2>/dev/null)
-RUN_PKGS    = nginx libfcgi-dev libssl-dev pkg-config
-TEST_PKGS   = $(RUN_PKGS) spawn-fcgi chromium chromium-driver python3-selenium python3-pytest python3-venv procps
+RUN_PKGS    = nginx libfcgi-dev libssl-dev libpq-dev pkg-config
+TEST_PKGS   = $(RUN_PKGS) postgresql spawn-fcgi chromium chromium-driver python3-selenium python3-pytest python3-venv procps
 SUDO        = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all build deps test-deps test unit-test python-test integration-test demo demo-django django-venv install bench clean
@@ -50,10 +51,12 @@ python-test: django-venv
 
 integration-test: django-venv
 	HERALD_BIN_DIR="$(BUILD_DIR)" $(PYTHON) -m pytest -q tests
+	HERALD_BIN_DIR="$(BUILD_DIR)" HERALD_TEST_STORE=postgres $(PYTHON) -m pytest -q tests/test_api.py
 
 # The stack on http://127.0.0.1:$(PORT)/herald/ with a private state dir in .demo/; Ctrl-C stops it.
 demo: build
-	$(PYTHON) scripts/herald_stack.py demo --port $(PORT) --bin-dir "$(BUILD_DIR)"
+	$(if $(filter postgres,$(STORE)),@scripts/ensure-packages postgresql)
+	$(PYTHON) scripts/herald_stack.py demo --port $(PORT) --bin-dir "$(BUILD_DIR)" --store $(or $(STORE),directory)
 
 # The same stack with the example Django app behind the same nginx (gunicorn); prints a demo login.
 demo-django: build django-venv

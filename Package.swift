@@ -30,6 +30,8 @@ let package = Package(
         // C: OpenSSL's libcrypto, for HMAC-SHA-256, SHA-256 and CRYPTO_memcmp only.
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .target(name: "CHeraldSys"),
+        // C: libpq, PostgreSQL's client library (the PostgreSQL store, SPEC §8).
+        .systemLibrary(name: "CPostgres", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
 
         // Pure core: no I/O. Job model, state machine, IDs, config, SSE and FastCGI framing, routing.
         .target(name: "HeraldCore", dependencies: [.product(name: "Yams", package: "Yams")]),
@@ -40,8 +42,14 @@ let package = Package(
         // The store seam (what the web side and the runners do with jobs), the state directory store
         // (the only code that touches the directory) and the memory store for tests.
         .target(name: "HeraldStore", dependencies: ["HeraldCore", "HeraldPOSIX"]),
+        // Every libpq call, wrapped once.
+        .target(name: "HeraldPostgres", dependencies: ["CPostgres"]),
+        // The PostgreSQL store: schema and migrations, claims, liveness, fencing, LISTEN/NOTIFY.
+        .target(name: "HeraldPostgresStore", dependencies: ["HeraldCore", "HeraldPOSIX", "HeraldStore", "HeraldPostgres"]),
+        // A private PostgreSQL cluster for tests (initdb and pg_ctl as nobody, in a temp dir).
+        .target(name: "HeraldPostgresTesting", dependencies: ["HeraldPOSIX"], path: "Tests/Support/HeraldPostgresTesting"),
         // The one place a configuration becomes a store: the state directory, or PostgreSQL.
-        .target(name: "HeraldStores", dependencies: ["HeraldCore", "HeraldStore"]),
+        .target(name: "HeraldStores", dependencies: ["HeraldCore", "HeraldStore", "HeraldPostgresStore"]),
         // Running jobs: claiming, spawning, fd-3 progress, logs, timeouts, retries, recovery.
         .target(name: "HeraldRunner", dependencies: ["HeraldCore", "HeraldPOSIX", "HeraldStore"]),
         // Every libfcgi call, wrapped once.
@@ -57,16 +65,19 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "herald-runner", dependencies: [
-            "HeraldCore", "HeraldStore", "HeraldStores", "HeraldRunner", "HeraldPOSIX", "HeraldTokens",
+            "HeraldCore", "HeraldStore", "HeraldStores", "HeraldRunner", "HeraldPOSIX", "HeraldTokens", "HeraldPostgresStore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         .testTarget(name: "HeraldCoreTests", dependencies: ["HeraldCore"]),
-        .testTarget(name: "HeraldStoreTests", dependencies: ["HeraldStore", "HeraldPOSIX"]),
+        .testTarget(name: "HeraldStoreTests", dependencies: ["HeraldStore", "HeraldPOSIX", "HeraldPostgres", "HeraldPostgresStore", "HeraldPostgresTesting"]),
         .testTarget(name: "HeraldRunnerTests", dependencies: ["HeraldRunner", "HeraldStore", "HeraldPOSIX"]),
         .testTarget(name: "HeraldStreamsTests", dependencies: ["HeraldStreams", "HeraldStore", "HeraldCore", "HeraldPOSIX"]),
         .testTarget(name: "HeraldAPITests", dependencies: ["HeraldAPI", "HeraldStore", "HeraldStreams", "HeraldCore", "HeraldTokens"]),
         .testTarget(name: "HeraldTokensTests", dependencies: ["HeraldTokens", "HeraldCore"]),
+        .testTarget(name: "HeraldPostgresTests", dependencies: [
+            "HeraldPostgres", "HeraldPostgresStore", "HeraldPostgresTesting", "HeraldStore", "HeraldCore", "HeraldPOSIX",
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )

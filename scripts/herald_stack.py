@@ -58,6 +58,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from herald_postgres import ClusterError, PostgresCluster  # noqa: E402
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -66,6 +69,8 @@ LOG_SNIPPET = os.path.join(REPO, "nginx", "herald-log.conf")
 WEB_DIR = os.path.join(REPO, "web")
 SOCKET_STRING = "unix:/run/herald/fcgi.sock"
 WEB_STRING = "/usr/share/herald/web/"
+NEXT_UPSTREAM_OFF = "fastcgi_next_upstream off;"
+NEXT_UPSTREAM_CLUSTER = "fastcgi_next_upstream error timeout;"
 
 # Used when the nginx installation has no fastcgi_params file to copy.
 FASTCGI_PARAMS = """\
@@ -359,6 +364,10 @@ class Stack:
     demo_owner        sign the page's visitor in as this owner, as an app would: a read-token secret
                       in the config, and POST /herald-demo/login setting the herald_token cookie
                       (HttpOnly, SameSite=Lax, a 24 h token for `sub` = demo_owner)
+    database_url      the PostgreSQL store instead of the state directory: `herald-runner migrate`
+                      runs before anything starts
+    upstream          herald-fcgi sockets nginx passes to as one `upstream` (nginx/example-cluster.conf's
+                      settings); the stack then starts no herald-fcgi of its own (tests/support_cluster.py)
     """
 
     def __init__(self, bin_dir, workdir, port: int = 0, config_overrides: dict | None = None,
@@ -366,7 +375,7 @@ class Stack:
                  host: str = "127.0.0.1", web_dir: str = WEB_DIR, nginx: str | None = None,
                  start_timeout: float = 30.0, stop_grace: float = 10.0, env: dict | None = None,
                  fcgi_open_files: int | None = None, app: AppServer | None = None,
-                 demo_owner: str | None = None):
+                 demo_owner: str | None = None, database_url: str | None = None, upstream: list | None = None):
         if fcgi_mode not in ("socket", "stdin", "systemd"):
             raise ValueError(f"fcgi_mode must be socket, stdin or systemd, not {fcgi_mode!r}")
         self.bin_dir = os.path.abspath(str(bin_dir))
@@ -388,6 +397,8 @@ class Stack:
         self.app = app
         self.demo_owner = demo_owner
         self.read_secret = secrets.token_hex(32) if demo_owner else None
+        self.database_url = database_url
+        self.upstream = list(upstream or [])
 
         self.fcgi_bin = os.path.join(self.bin_dir, "herald-fcgi")
         self.runner_bin = os.path.join(self.bin_dir, "herald-runner")
@@ -477,7 +488,7 @@ class Stack:
 
     def write_config(self) -> str:
         base = {
-            "state_dir": self.state_dir,
+            **({"database_url": self.database_url} if self.database_url else {"state_dir": self.state_dir}),
             "socket": self.socket_path,
             "url_prefix": "/jobs",
             "allow_anonymous_submit": True,
@@ -497,10 +508,14 @@ class Stack:
     def write_nginx_conf(self) -> str:
         with open(SNIPPET, encoding="utf-8") as f:
             snippet = f.read()
-        for needle in (SOCKET_STRING, WEB_STRING):
+        for needle in (SOCKET_STRING, WEB_STRING, NEXT_UPSTREAM_OFF):
             if needle not in snippet:
                 raise StackError(f"{SNIPPET} no longer contains {needle!r}")
-        snippet = snippet.replace(SOCKET_STRING, "unix:" + self.socket_path)
+        snippet = snippet.replace(SOCKET_STRING, "herald_fcgi" if self.upstream else "unix:" + self.socket_path)
+        if self.upstream:
+            # nginx/example-cluster.conf: a node that refuses a connection is passed over (nginx never
+            # replays a request it has sent, so a POST still cannot run twice).
+            snippet = snippet.replace(NEXT_UPSTREAM_OFF, NEXT_UPSTREAM_CLUSTER)
         snippet = snippet.replace(WEB_STRING, self.web_dir.rstrip("/") + "/")
         with open(os.path.join(self.workdir, "herald.conf"), "w", encoding="utf-8") as f:
             f.write(snippet)
@@ -533,10 +548,17 @@ class Stack:
             error_log=self.log_path("nginx-error"),
             access_log=f"{self.log_path('nginx-access')} herald",
             # The shipped format (no token ever written), so tests see what production logs.
-            http_head=f"include {LOG_SNIPPET};")
+            http_head=f"include {LOG_SNIPPET};" + self._upstream_block())
         with open(self.nginx_conf, "w", encoding="utf-8") as f:
             f.write(conf)
         return self.nginx_conf
+
+    def _upstream_block(self) -> str:
+        if not self.upstream:
+            return ""
+        # As nginx/example-cluster.conf: a node that refuses is left alone for 5 s, new streams go to the others.
+        servers = "".join(f"        server unix:{path} max_fails=1 fail_timeout=5s;\n" for path in self.upstream)
+        return f"\n    upstream herald_fcgi {{\n        least_conn;\n{servers}    }}\n"
 
     def nginx_test(self) -> None:
         """nginx -t on the generated configuration; raises StackError on failure."""
@@ -655,9 +677,12 @@ class Stack:
             self._check_bins()
             os.makedirs(self.workdir, exist_ok=True)
             os.makedirs(self.logs_dir, exist_ok=True)
-            os.makedirs(self.state_dir, exist_ok=True)
+            if not self.database_url:
+                os.makedirs(self.state_dir, exist_ok=True)
             self._choose_socket_path()
             self.write_config()
+            if self.database_url:
+                self.migrate()
             for attempt in range(5):
                 if self.requested_port == 0:
                     self.port = free_port(self.host)
@@ -665,8 +690,9 @@ class Stack:
                 self.nginx_test()
                 if self.with_runner and self.runner_proc is None:
                     self.start_runner()
-                if self.fcgi_proc is None:
-                    self.ensure_state_layout()
+                if self.fcgi_proc is None and not self.upstream:
+                    if not self.database_url:
+                        self.ensure_state_layout()
                     self.start_fcgi()
                 if self.app and self.app_proc is None:
                     self.start_app()
@@ -688,6 +714,13 @@ class Stack:
             self.stop()
             raise
         return self
+
+    def migrate(self) -> None:
+        """`herald-runner migrate` on the stack's database."""
+        r = subprocess.run([self.runner_bin, "migrate", "--config", self.config_path], env=self._env(),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        if r.returncode != 0:
+            raise StackError(f"herald-runner migrate exited {r.returncode}: {r.stdout.decode(errors='replace')}")
 
     def wait_app_ready(self, timeout: float | None = None) -> None:
         """Wait until the app server answers its ready path through nginx (any status below 500)."""
@@ -946,15 +979,25 @@ def _fresh_workdir(args, name: str) -> str:
 
 def demo(args) -> int:
     workdir = _fresh_workdir(args, ".demo")
+    database_url = None
+    if args.store == "postgres":
+        # A private cluster in .demo/postgres, stopped at exit (atexit) like the rest of the stack.
+        try:
+            cluster = PostgresCluster(os.path.join(workdir, "postgres")).start()
+            database_url = cluster.conninfo(cluster.create_database("herald_demo"))
+        except ClusterError as e:
+            print(f"herald_stack: {e}", file=sys.stderr)
+            return 1
     stack = Stack(args.bin_dir, workdir, port=args.port, host=args.host,
-                  config_overrides={"workers": args.workers}, demo_owner="demo")
+                  config_overrides={"workers": args.workers}, demo_owner="demo", database_url=database_url)
 
     def banner(stack):
         return (f"Herald demo: {stack.demo_url}\n"
                 f"  API:   {stack.url}/jobs    (curl -X POST {stack.url}/jobs -H 'Content-Type: application/json' "
                 "-d '{\"kind\":\"demo\",\"params\":{\"steps\":\"5\",\"interval_ms\":\"200\"}}')\n"
-                f"  state: {stack.state_dir}\n  logs:  {stack.logs_dir}\n"
-                "Ctrl-C stops nginx, herald-fcgi and herald-runner.")
+                + (f"  store: PostgreSQL ({stack.database_url})\n" if stack.database_url else f"  state: {stack.state_dir}\n")
+                + f"  logs:  {stack.logs_dir}\n"
+                "Ctrl-C stops nginx, herald-fcgi and herald-runner" + (" and PostgreSQL." if stack.database_url else "."))
     return _run_until_stopped(stack, banner)
 
 
@@ -986,6 +1029,8 @@ def main(argv=None) -> int:
     p.add_argument("--bin-dir", required=True, help="directory with herald-fcgi and herald-runner")
     p.add_argument("--workdir", help="where state, logs and nginx files go (default: REPO/.demo, wiped)")
     p.add_argument("--workers", type=int, default=4, help="jobs run at once (default 4)")
+    p.add_argument("--store", choices=("directory", "postgres"), default="directory",
+                   help="the state directory (default), or a private PostgreSQL cluster in the workdir")
     d = sub.add_parser("demo-django", help="run the stack with the example Django app until Ctrl-C")
     d.add_argument("--port", type=int, default=8080, help="nginx port (0: a free one; default 8080)")
     d.add_argument("--host", default="127.0.0.1", help="address nginx listens on (default 127.0.0.1)")

@@ -8,6 +8,10 @@
                 @pytest.mark.stack(config_overrides={...}, runner=False, fcgi_mode='systemd', ...)
                 (any keyword argument of Stack).
     make_stack  a factory: make_stack(**kwargs) -> started Stack; all stopped afterwards.
+                With HERALD_TEST_STORE=postgres every stack runs on a fresh database of the
+                session's private PostgreSQL cluster (support_postgres.py) instead of a state
+                directory; tests that read or write the state directory themselves are marked
+                @pytest.mark.directory_only and skipped there, with that reason.
     browser     headless Chromium through Debian's chromium-driver (selenium).
     make_browser  a factory of them, each with its own cookies (one per user).
 
@@ -23,6 +27,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 
 from herald_stack import Stack, StackError  # noqa: E402
+from support_postgres import STORE, postgres, postgres_database  # noqa: E402,F401
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -30,6 +35,16 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "stack(**kwargs): keyword arguments for the `stack` fixture's Stack")
+    config.addinivalue_line("markers", "directory_only: the test reads or writes the state directory itself")
+
+
+def pytest_collection_modifyitems(config, items):
+    if STORE != "postgres":
+        return
+    skip = pytest.mark.skip(reason="reads or writes the state directory itself (HERALD_TEST_STORE=postgres)")
+    for item in items:
+        if item.get_closest_marker("directory_only"):
+            item.add_marker(skip)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -59,6 +74,9 @@ def make_stack(bin_dir, tmp_path, request):
 
     def make(**kwargs):
         workdir = kwargs.pop("workdir", None) or tmp_path / f"stack{len(stacks)}"
+        if STORE == "postgres" and "database_url" not in kwargs:
+            cluster = request.getfixturevalue("postgres")
+            kwargs["database_url"] = cluster.conninfo(cluster.create_database())
         s = Stack(bin_dir, workdir, **kwargs)
         stacks.append(s)
         return s.start()

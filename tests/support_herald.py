@@ -27,6 +27,8 @@ import socket
 import time
 from datetime import datetime, timezone
 
+from support_postgres import psql, sql_text
+
 ID_RE = re.compile(r"^[0-9a-hjkmnp-tv-z]{26}$")
 TERMINAL = ("succeeded", "failed", "canceled")
 
@@ -335,15 +337,41 @@ def statuses(blocks) -> list:
 # the runner's side of the state directory, for herald-fcgi-only tests
 
 
+def waiting_submissions(stack) -> list:
+    """What the web side submitted and no runner took yet: new/ of the state directory, queued rows in PostgreSQL."""
+    if stack.database_url:
+        return psql(stack.database_url, "SELECT id FROM herald.jobs WHERE state = 'queued' ORDER BY id").split()
+    return sorted(os.listdir(os.path.join(stack.state_dir, "new")))
+
+
+def cancel_requests(stack) -> list:
+    """The ids of jobs someone asked to cancel and no runner dealt with yet."""
+    if stack.database_url:
+        return psql(stack.database_url, "SELECT id FROM herald.jobs WHERE cancel_requested ORDER BY id").split()
+    return sorted(os.listdir(os.path.join(stack.state_dir, "cancel")))
+
+
 class StateWriter:
-    """Writes job state the way herald-runner does (docs/PROTOCOL.md): tmp/ then rename into jobs/.
+    """Writes job state the way herald-runner does (docs/PROTOCOL.md): tmp/ then rename into jobs/,
+    or, on the PostgreSQL store, the row and its NOTIFY in one transaction.
 
     Only for tests about herald-fcgi alone, with the stack started with runner=False.
     """
 
     def __init__(self, stack):
         self.state_dir = stack.state_dir
+        self.database_url = stack.database_url
         self.jobs = {}
+
+    def _write_row(self, job: dict) -> None:
+        finished = "NULL"
+        if job["state"] in TERMINAL and job.get("finished_at"):
+            finished = str(int(parse_time(job["finished_at"]) * 1000))
+        claim = "coalesce(claim, nextval('herald.claims'))" if job["state"] == "running" else "NULL"
+        psql(self.database_url, f"""BEGIN;
+            UPDATE herald.jobs SET state = '{job["state"]}', seq = {job["seq"]}, job = {sql_text(json.dumps(job))}::json,
+                claim = {claim}, runner = NULL, finished_ms = {finished} WHERE id = '{job["id"]}';
+            SELECT pg_notify('herald', 'j {job["id"]}'); COMMIT;""")
 
     def _replace(self, path: str, data: bytes) -> None:
         tmp = os.path.join(self.state_dir, "tmp", f"test.{os.getpid()}.{time.monotonic_ns()}.tmp")
@@ -355,9 +383,8 @@ class StateWriter:
         """Claims a submitted job: new/ID.json becomes jobs/ID.json (still queued)."""
         job = {k: v for k, v in job.items() if k != "links"}
         jid = job["id"]
-        src = os.path.join(self.state_dir, "new", jid + ".json")
-        dst = os.path.join(self.state_dir, "jobs", jid + ".json")
-        os.rename(src, dst)
+        if not self.database_url:  # in PostgreSQL a submission is its row already
+            os.rename(os.path.join(self.state_dir, "new", jid + ".json"), os.path.join(self.state_dir, "jobs", jid + ".json"))
         self.jobs[jid] = job
         return job
 
@@ -376,14 +403,23 @@ class StateWriter:
         job["seq"] = job["seq"] + 1
         job["updated_at"] = now
         self.jobs[jid] = job
-        self._replace(os.path.join(self.state_dir, "jobs", jid + ".json"), (json.dumps(job) + "\n").encode())
+        self.rewrite(jid)
         return job
 
     def rewrite(self, jid: str) -> None:
         """Replaces the job's file with the same state again: a second notice of an unchanged seq."""
+        if self.database_url:
+            return self._write_row(self.jobs[jid])
         self._replace(os.path.join(self.state_dir, "jobs", jid + ".json"), (json.dumps(self.jobs[jid]) + "\n").encode())
 
     def append_log(self, jid: str, data: bytes) -> None:
+        if self.database_url:
+            psql(self.database_url, f"""BEGIN;
+                INSERT INTO herald.job_logs (job_id, start, data)
+                    SELECT id, log_size, decode('{data.hex()}', 'hex') FROM herald.jobs WHERE id = '{jid}';
+                UPDATE herald.jobs SET log_size = log_size + {len(data)} WHERE id = '{jid}';
+                SELECT pg_notify('herald', 'l {jid}'); COMMIT;""")
+            return
         with open(os.path.join(self.state_dir, "logs", jid + ".log"), "ab") as f:
             f.write(data)
 

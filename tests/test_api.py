@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from support_herald import ID_RE, StateWriter, assert_error, metric, metrics_text, parse_time
+from support_herald import ID_RE, StateWriter, assert_error, cancel_requests, waiting_submissions, metric, metrics_text, parse_time
 
 TOKEN = "s3cret-token-for-tests"
 
@@ -194,7 +194,7 @@ def test_submitter_routes_answer_401_with_www_authenticate_without_or_with_a_wro
         status, hdrs, data = stack.request(method, path, b, headers)
         assert_error(status, hdrs, data, 401, leaks=(TOKEN,))
         assert hdrs.get("www-authenticate", "").startswith("Bearer"), (path, headers, hdrs)
-    assert not os.listdir(os.path.join(stack.state_dir, "new")), "a refused submission left a file"
+    assert not waiting_submissions(stack), "a refused submission left something"
 
 
 def test_submit_with_a_bearer_token_answers_201(make_stack, tmp_path):
@@ -304,7 +304,7 @@ def test_cancel_answers_202_with_the_job_and_is_idempotent(stack):
         assert status == 202, got
         assert hdrs["content-type"] == "application/json; charset=utf-8"
         assert got["id"] == job["id"] and got["state"] == "queued" and "links" in got
-    assert os.listdir(os.path.join(stack.state_dir, "cancel")) == [job["id"]]
+    assert cancel_requests(stack) == [job["id"]]
 
 
 @pytest.mark.stack(**FCGI_ONLY)
@@ -318,14 +318,14 @@ def test_cancel_of_an_ended_job_answers_409(stack, final):
     status, hdrs, data = stack.request("POST", f"/jobs/{job['id']}/cancel")
     err = assert_error(status, hdrs, data, 409)
     assert final in err["message"]
-    assert not os.listdir(os.path.join(stack.state_dir, "cancel"))
+    assert not cancel_requests(stack)
 
 
 @pytest.mark.stack(**FCGI_ONLY)
 def test_cancel_of_an_unknown_job_answers_404(stack):
     status, hdrs, data = stack.request("POST", "/jobs/01m896dd5ehfxqjj8w8e3jj7zq/cancel")
     assert_error(status, hdrs, data, 404)
-    assert not os.listdir(os.path.join(stack.state_dir, "cancel"))
+    assert not cancel_requests(stack)
 
 
 # ---------------------------------------------------------------------------
@@ -364,7 +364,7 @@ def test_body_over_max_body_bytes_answers_413_json_from_the_app_and_from_nginx(m
                 break
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
     assert b'"status": 413' in reply or b'"status":413' in reply, reply
-    assert not os.listdir(os.path.join(stack.state_dir, "new"))
+    assert not waiting_submissions(stack)
 
 
 @pytest.mark.stack(**FCGI_ONLY)
@@ -413,7 +413,7 @@ def test_unprocessable_kind_or_params_answer_422_naming_what_was_wrong(stack, ki
     status, hdrs, data = stack.request("POST", "/jobs", {"kind": kind, "params": params})
     err = assert_error(status, hdrs, data, 422)
     assert named in err["message"], err
-    assert not os.listdir(os.path.join(stack.state_dir, "new"))
+    assert not waiting_submissions(stack)
 
 
 @pytest.mark.stack(**FCGI_ONLY)
@@ -516,6 +516,7 @@ def _fill(directory: str) -> None:
         os.close(fd)
 
 
+@pytest.mark.directory_only
 def test_unwritable_state_dir_answers_503_and_leaves_nothing_half_written(make_stack, tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root to mount a small tmpfs as the state directory (chmod does not stop root)")

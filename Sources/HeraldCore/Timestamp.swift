@@ -24,11 +24,24 @@ public struct Timestamp: Hashable, Sendable, Comparable {
         let d = doy - (153 * mp + 2) / 5 + 1
         let m = mp < 10 ? mp + 3 : mp - 9
         let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
-        func pad(_ v: Int, _ n: Int) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, n - s.count)) + s
+        // Built as bytes, not from padded and interpolated Strings: a status write encodes four of these (issue 11, perf).
+        var out: [UInt8] = []
+        out.reserveCapacity(24)
+        func put(_ v: Int, _ width: Int, _ then: UInt8) {
+            // `String(v)` zero-padded on the left to `width`: small integers are small strings, never allocated.
+            let digits = String(v).utf8
+            if digits.count < width { out.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: width - digits.count)) }
+            out.append(contentsOf: digits)
+            out.append(then)
         }
-        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secOfDay / 3600, 2)):\(pad(secOfDay / 60 % 60, 2)):\(pad(secOfDay % 60, 2)).\(pad(ms, 3))Z"
+        put(y, 4, UInt8(ascii: "-"))
+        put(m, 2, UInt8(ascii: "-"))
+        put(d, 2, UInt8(ascii: "T"))
+        put(secOfDay / 3600, 2, UInt8(ascii: ":"))
+        put(secOfDay / 60 % 60, 2, UInt8(ascii: ":"))
+        put(secOfDay % 60, 2, UInt8(ascii: "."))
+        put(ms, 3, UInt8(ascii: "Z"))
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Parses the form `rfc3339` writes (UTC, `Z`, optional fraction).

@@ -97,6 +97,16 @@ public struct FileDescriptor: Hashable, Sendable {
         }
     }
 
+    /// Writes all of `bytes` at `offset` (pwrite), leaving the file position where it was.
+    public func writeAll(_ bytes: [UInt8], at offset: Int) throws(SystemError) {
+        var done = 0
+        while done < bytes.count {
+            done += try retryingEINTR("pwrite") {
+                bytes.withUnsafeBytes { Glibc.pwrite(rawValue, $0.baseAddress! + done, $0.count - done, off_t(offset + done)) }
+            }
+        }
+    }
+
     /// Flushes the file's data and metadata to the disk.
     public func fsync() throws(SystemError) { try retryingEINTR("fsync") { Glibc.fsync(rawValue) } }
 

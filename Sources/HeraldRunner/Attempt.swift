@@ -18,13 +18,14 @@ final class Attempt: @unchecked Sendable {
     /// Whether reports changed the job since its state was last handed to the writer.
     private var unwritten = false
 
-    init(claim: any JobClaim, kind: KindConfig, options: RunnerOptions, interrupt: StopFlag, cancel: StopFlag, reaper: ChildReaper) {
+    init(claim: any JobClaim, kind: KindConfig, options: RunnerOptions, interrupt: StopFlag, cancel: StopFlag, claimLost: StopFlag,
+         reaper: ChildReaper) {
         self.reaper = reaper
         self.claim = claim
         self.kind = kind
         self.options = options
         job = claim.job
-        stops = StopConditions(timeout: kind.timeout, interrupt: interrupt, cancel: cancel)
+        stops = StopConditions(timeout: kind.timeout, interrupt: interrupt, cancel: cancel, claimLost: claimLost)
         log = LogSink(claim: claim, cap: options.logCapBytes, claimLost: stops.claimLost)
         writer = StatusWriter(claim: claim, claimLost: stops.claimLost, intervalMilliseconds: options.statusIntervalMilliseconds,
                               now: Clock.monotonicMilliseconds())
@@ -36,6 +37,7 @@ final class Attempt: @unchecked Sendable {
     func run() {
         // A request made before the claim has reached no watcher of this attempt: looked up once here.
         do { if try claim.isCancelRequested() { stops.cancel.raise() } } catch {
+            if case .claimLost = error { stops.claimLost.raise() }
             runnerLog(.warning, "job \(job.id): cannot look for a cancel request: \(error)")
         }
         // Checked again against today's config, here rather than under queue.lock (a regex may be slow):

@@ -36,6 +36,7 @@ public final class Scheduler: Sendable {
         let claim: any JobClaim
         let interrupt = StopFlag()
         let cancel = StopFlag()
+        let claimLost = StopFlag()
     }
 
     private static let wakeToken: UInt64 = 1
@@ -69,7 +70,7 @@ public final class Scheduler: Sendable {
 
     /// Runs until the queue is drained (`drain`) or a stop is asked for and running jobs have ended.
     public func run(_ mode: Mode) throws(StoreError) {
-        let watcher = try store.watch()
+        let watcher = try store.watchRunnerChanges()
         let epoll: Epoll
         do {
             epoll = try Epoll()
@@ -118,7 +119,8 @@ public final class Scheduler: Sendable {
                 rescan = true  // a job ended: its slot is free
             }
             // Submissions and cancel requests need a pass; status and log writes do not (a log
-            // changes many times a second, and a pass takes the queue lock).
+            // changes many times a second, and a pass takes the queue lock): a runner's watcher
+            // leaves them out where its store can.
             let changes = (try? watcher.changes()) ?? []
             for change in changes {
                 switch change {
@@ -138,6 +140,8 @@ public final class Scheduler: Sendable {
     /// Raises the attempt's cancel flag if its job's cancel request is there (a notice may be about one already gone).
     private func cancelIfRequested(_ attempt: RunningAttempt) {
         do { if try attempt.claim.isCancelRequested() { attempt.cancel.raise() } } catch {
+            // Taken over (or its PostgreSQL liveness session given up): stop the program, write nothing.
+            if case .claimLost = error { attempt.claimLost.raise() }
             runnerLog(.warning, "job \(attempt.claim.job.id): cannot look for a cancel request: \(error)")
         }
     }
@@ -169,7 +173,8 @@ public final class Scheduler: Sendable {
         guard let kind = kinds[claim.job.kind] else { preconditionFailure("claimNext claimed a kind it was not given") }
         let entry = RunningAttempt(claim: claim)
         running.withLock { $0[id] = entry }
-        let attempt = Attempt(claim: claim, kind: kind, options: options, interrupt: entry.interrupt, cancel: entry.cancel, reaper: reaper)
+        let attempt = Attempt(claim: claim, kind: kind, options: options, interrupt: entry.interrupt, cancel: entry.cancel,
+                              claimLost: entry.claimLost, reaper: reaper)
         let thread = Thread { [self] in
             attempt.run()
             running.withLock { $0[id] = nil }

@@ -8,13 +8,15 @@ final class StopConditions {
     let interrupt: StopFlag
     /// Raised by the scheduler when someone asks to cancel the job.
     let cancel: StopFlag
-    /// Raised by the attempt when the store refused a write: another runner took the job over.
-    let claimLost = StopFlag()
+    /// Raised when the store refused a write or a lookup (by the attempt, or by the scheduler asking
+    /// after `.everything`): another runner took the job over, or will.
+    let claimLost: StopFlag
     private let timeoutAt: Int64?
 
-    init(timeout: HeraldDuration?, interrupt: StopFlag, cancel: StopFlag) {
+    init(timeout: HeraldDuration?, interrupt: StopFlag, cancel: StopFlag, claimLost: StopFlag) {
         self.interrupt = interrupt
         self.cancel = cancel
+        self.claimLost = claimLost
         timeoutAt = timeout.map { Clock.monotonicMilliseconds() + $0.milliseconds }
     }
 

@@ -14,6 +14,7 @@ final class DirectoryClaim: JobClaim, @unchecked Sendable {
     private let slot: FileDescriptor?
     /// The job's log, opened for appending at the first use.
     private var log: FileDescriptor?
+    private var progress: ProgressFiles
     private var ended = false
 
     init(store: DirectoryStore, job: Job, lockPath: String, lock: FileDescriptor, slot: FileDescriptor?) {
@@ -22,11 +23,12 @@ final class DirectoryClaim: JobClaim, @unchecked Sendable {
         self.lockPath = lockPath
         self.lock = lock
         self.slot = slot
+        progress = ProgressFiles(store: store, id: job.id)
     }
 
     func writeProgress(_ job: Job) throws(StoreError) {
         try checkHeld()
-        try store.write(job, durable: false)
+        try progress.write(job)
     }
 
     func appendLog(_ bytes: [UInt8]) throws(StoreError) {
@@ -59,7 +61,7 @@ final class DirectoryClaim: JobClaim, @unchecked Sendable {
     func finish(_ job: Job) throws(StoreError) {
         try checkHeld()
         // Durable before anything else moves: the release lets other runners act on the job.
-        try store.write(job, durable: true)
+        try store.writeTransition(job)
         if job.state == .queued {
             // A cancel request stays: the next pass cancels the queued job.
             try store.enqueue(job.id)
@@ -94,6 +96,7 @@ final class DirectoryClaim: JobClaim, @unchecked Sendable {
     private func closeAll() {
         log?.close()
         log = nil
+        progress.close()
         lock.close()
         slot?.close()
     }

@@ -77,7 +77,7 @@ extension DirectoryStore: RunnerStore {
                         let retries = kinds[job.kind]?.retries ?? 0
                         let lost = JobError(.runnerLost, "the runner running attempt \(job.attempt) stopped unexpectedly")
                         if let next = job.applying(.aborted(lost), at: now, retries: retries) {
-                            try write(next, durable: true)
+                            try writeTransition(next)
                             if next.state == .queued { try touch(marker(id)) }
                             recovered.append(next)
                         }
@@ -110,7 +110,7 @@ extension DirectoryStore: RunnerStore {
                 switch job.state {
                 case .queued:
                     guard let next = job.applying(.cancel, at: now, retries: 0) else { continue }
-                    try write(next, durable: true)
+                    try writeTransition(next)
                     unlinkQuietly(marker(id))
                     clearCancelRequest(id)
                     canceled.append(next)
@@ -162,7 +162,7 @@ extension DirectoryStore: RunnerStore {
                 // either fail, the rename may have happened: the lock file stays, so recovery finds the job
                 // whichever state it is in (running: lost; queued: marker restored).
                 try syncDirectories([running])
-                try write(started, durable: true)
+                try writeTransition(started)
                 unlinkQuietly(marker(id))
                 claimed = true
                 return DirectoryClaim(store: self, job: started, lockPath: lockPath, lock: lock, slot: slot)
@@ -200,10 +200,13 @@ extension DirectoryStore: RunnerStore {
         }
     }
 
-    /// Writes a state of a job: a transition (`durable`) fsynced and kept in durable/, progress not
-    /// (DirectoryStore+Status.swift).
-    func write(_ job: Job, durable: Bool) throws(StoreError) {
-        if durable { try writeDurableStatus(job, syncNames: true) } else { try writeVolatileStatus(job) }
+    /// Writes a transition of a job, fsynced and kept in durable/ (DirectoryStore+Status.swift).
+    func writeTransition(_ job: Job) throws(StoreError) { try writeDurableStatus(job, syncNames: true) }
+
+    /// Runners watch new/ and cancel/ alone: the status and log writes of their own jobs (thousands a
+    /// second) would wake them for nothing.
+    public func watchRunnerChanges() throws(StoreError) -> any StoreWatcher {
+        try DirectoryWatcher(store: self, watched: [new, cancel])
     }
 
     /// Puts a job whose state is written as queued back in the queue, durably.

@@ -27,7 +27,7 @@ import Synchronization
 
 /// The state directory store, shared by herald-fcgi and herald-runner.
 public final class DirectoryStore: JobStore, @unchecked Sendable {
-    // Immutable after init but for `ended` and `progressWritten`, which are behind locks; every method is safe from any thread.
+    // Immutable after init but for `ended`, which is behind a lock; every method is safe from any thread.
     public let root: String
     /// The largest submission file ingest reads: far above any job herald-fcgi writes for a request of
     /// `max_body_bytes` (its JSON re-encoded at most doubles in size), far below what hurts a runner.
@@ -37,17 +37,9 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
     public let filesystemWarning: String?
     /// Every fsync of a file or a directory goes through here.
     let sync: StoreSync
-    /// The jobs whose jobs/ID.json is a progress file this process wrote (not a transition's file), in
-    /// shards by job: a hundred job threads writing 2,000 times a second spun on one lock (perf).
-    let progressWritten = (0..<16).map { _ in ProgressShard() }
     /// State and kind of the ended jobs seen so far: an ended job's file never changes again (gc only
     /// removes it), so listing and counting read each one once instead of on every request.
     private let ended = Mutex<[JobID: EndedJob]>([:])
-
-    /// One shard of `progressWritten`.
-    final class ProgressShard: Sendable {
-        let jobs = Mutex<Set<JobID>>([])
-    }
 
     /// What listing and counting need of an ended job.
     private struct EndedJob {
@@ -151,9 +143,9 @@ public final class DirectoryStore: JobStore, @unchecked Sendable {
     }
 
     static func encode(_ job: Job) -> [UInt8] {
-        var text = job.json(urlPrefix: nil).text
-        text.append("\n")
-        return Array(text.utf8)
+        var bytes = job.json(urlPrefix: nil).bytes
+        bytes.append(UInt8(ascii: "\n"))
+        return bytes
     }
 
     func decode(_ bytes: [UInt8], _ path: String) throws(StoreError) -> Job {

@@ -4,6 +4,7 @@ import HeraldPOSIX
 
 /// Watches the state directory: one inotify watch per directory (never per job or per client),
 /// or, where inotify is not available, a scan of the directories every `pollIntervalMilliseconds`.
+/// Every directory with changes to report by default; a runner's watcher only new/ and cancel/.
 final class DirectoryWatcher: StoreWatcher {
     private let store: DirectoryStore
     private let inotify: Inotify?
@@ -15,10 +16,11 @@ final class DirectoryWatcher: StoreWatcher {
 
     var fd: Int32? { inotify?.fd.rawValue }
 
-    init(store: DirectoryStore, forcePolling: Bool = ProcessEnvironment.forcePolling) throws(StoreError) {
+    /// A watcher of `watched` (each one of jobs/, new/, logs/, cancel/).
+    init(store: DirectoryStore, watched: [String]? = nil, forcePolling: Bool = ProcessEnvironment.forcePolling) throws(StoreError) {
         self.store = store
         pollIntervalMilliseconds = 250
-        let watched = [store.jobsDir, store.new, store.logs, store.cancel]
+        let watched = watched ?? [store.jobsDir, store.new, store.logs, store.cancel]
         if !forcePolling, let inotify = try? Inotify() {
             self.inotify = inotify
             for dir in watched {

@@ -47,9 +47,16 @@ public protocol RunnerStore: JobStore {
     func removeFinishedJobs(before cutoff: Timestamp, limit: Int, dryRun: Bool) throws(StoreError) -> [Job]
     /// Removes idempotency records made before `cutoff` (SPEC §9: keys live 24 h); `dryRun` only counts them.
     func expireIdempotencyRecords(before cutoff: Timestamp, dryRun: Bool) throws(StoreError) -> Int
+    /// A watcher for what a runner acts on: `.submitted`, `.cancelRequested` and `.everything`. It may
+    /// report more (the default is `watch()`); a store should leave out status and log writes where
+    /// it can, which the runner's own jobs make thousands of times a second.
+    func watchRunnerChanges() throws(StoreError) -> any StoreWatcher
 }
 
 extension RunnerStore {
+    /// `watch()`: every change, of which a runner ignores what it does not act on.
+    public func watchRunnerChanges() throws(StoreError) -> any StoreWatcher { try watch() }
+
     /// `ingest(kinds:refused:)` with the structural checks only.
     public func ingest() throws(StoreError) -> Int { try ingest(kinds: nil, refused: { _, _ in }) }
 }

@@ -1,4 +1,5 @@
 import HeraldCore
+import HeraldPostgresStore
 import HeraldStore
 
 /// The one place where a configuration becomes a store: `database_url` set → PostgreSQL, else the
@@ -40,8 +41,7 @@ public struct StoreChoice: Sendable {
     }
 
     private static func postgres(url: String) throws(StoreError) -> StoreChoice {
-        // MERGE (issue 10): the PostgreSQL helper's store replaces the next line with
-        //   return StoreChoice(store: try PostgresStore(url: url), description: "PostgreSQL")
-        throw .unsuitable("database_url is set, but this build of Herald has no PostgreSQL store yet")
+        let program = CommandLine.arguments.first.map { String($0.split(separator: "/").last ?? "herald") } ?? "herald"
+        return StoreChoice(store: try PostgresStore(conninfo: url, applicationName: program), description: "PostgreSQL")
     }
 }

@@ -56,7 +56,7 @@ extension RunnerBinaryTests {
             let now = Timestamp(milliseconds: Clock.wallMilliseconds())
             let job = Job(id: JobID(milliseconds: UInt64(now.milliseconds), random: RandomSource.bytes(10)), kind: "report",
                           params: ["month": "--output=/etc/passwd"], now: now)
-            try store.write(job, durable: true)
+            try store.writeTransition(job)
             try store.enqueue(job.id)
             try box.drain()
             let failed = try box.job(job.id)

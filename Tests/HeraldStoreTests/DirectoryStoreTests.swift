@@ -38,8 +38,10 @@ import Testing
     @Test func aReaderNeverSeesATornStatusFile() throws {
         let fixture = try StoreFixture()
         let store = fixture.store
-        var job = try fixture.submit()
+        try fixture.submit()
         _ = try store.ingest()
+        let claim = try #require(try store.claimNext(kinds: StoreFixture.kinds(), now: fixture.now()))
+        var job = claim.job
         let id = job.id
         let shared = ReaderState()
         let reader = Thread {
@@ -57,7 +59,7 @@ import Testing
         for n in 0..<2000 {
             job.seq += 1
             job.message = String(repeating: "x", count: n % 500)  // sizes vary, so a torn file would show
-            try store.write(job, durable: false)
+            try claim.writeProgress(job)
         }
         shared.done.store(true, ordering: .releasing)
         while !reader.isFinished { Thread.sleep(forTimeInterval: 0.01) }
@@ -472,16 +474,36 @@ import Testing
         #expect(try changes(watcher).contains(.submitted(job.id)))
         _ = try store.ingest()
         #expect(try changes(watcher).contains(.job(job.id)))
-        var next = job
+        let claim = try #require(try store.claimNext(kinds: StoreFixture.kinds(), now: fixture.now()))
+        #expect(try changes(watcher).contains(.job(job.id)))
+        var next = claim.job
         next.message = "a longer message than before"
         next.seq += 1
-        try store.write(next, durable: false)
+        try claim.writeProgress(next)
         #expect(try changes(watcher).contains(.job(job.id)))
         try store.requestCancel(job.id)
         #expect(try changes(watcher).contains(.cancelRequested(job.id)))
         // A status file removed (by hand, a wiped directory): its streams must learn it.
         try FileSystem.unlink(store.statusPath(job.id))
         #expect(try changes(watcher).contains(.job(job.id)))
+    }
+
+    @Test func aRunnersWatcherLeavesOutStatusAndLogWrites() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        let watcher = try store.watchRunnerChanges()
+        let job = try fixture.submit()
+        _ = try store.ingest()
+        let claim = try #require(try store.claimNext(kinds: StoreFixture.kinds(), now: fixture.now()))
+        var next = claim.job
+        next.message = "half"
+        next.seq += 1
+        try claim.writeProgress(next)
+        try claim.appendLog(Array("out\n".utf8))
+        try store.requestCancel(job.id)
+        // inotify queues an event within the syscall that caused it: all are there to read now.
+        let found = Set(try watcher.changes())
+        #expect(found == [.submitted(job.id), .cancelRequested(job.id)])
     }
 
     @Test func aWatcherWhoseQueueOverflowedReportsEverything() throws {
@@ -509,7 +531,7 @@ import Testing
         _ = try store.ingest()
         for id in [ended.id, other.id] {
             let job = try #require(try store.job(id))
-            try store.write(try #require(job.applying(.cancel, at: fixture.now(), retries: 0)), durable: true)
+            try store.writeTransition(try #require(job.applying(.cancel, at: fixture.now(), retries: 0)))
         }
         #expect(try store.jobCounts() == [.canceled: 2, .queued: 1])
         // Asked twice: the second answer comes partly from what the store remembers of ended jobs.

@@ -16,8 +16,8 @@ import Testing
         func clear() { paths.withLock { $0 = [] } }
     }
 
-    /// A store whose fsyncs are recorded, and a running job in it.
-    static func runningJob() throws -> (StoreFixture, Job, SyncLog) {
+    /// A store whose fsyncs are recorded, and the claim of a running job in it.
+    static func runningJob() throws -> (StoreFixture, any JobClaim, SyncLog) {
         let synced = SyncLog()
         let recorder = StoreSync(
             file: { (fd, path) throws(SystemError) in
@@ -32,11 +32,12 @@ import Testing
         try fixture.submit()
         #expect(try fixture.store.ingest() == 1)
         let claim = try #require(try fixture.store.claimNext(kinds: StoreFixture.kinds(), now: fixture.now()))
-        return (fixture, claim.job, synced)
+        return (fixture, claim, synced)
     }
 
     @Test func aTransitionIsFsyncedWithItsNamesAndProgressIsNot() throws {
-        let (fixture, running, synced) = try Self.runningJob()
+        let (fixture, claim, synced) = try Self.runningJob()
+        let running = claim.job
         let store = fixture.store
         // The claim's running state: the file, then jobs/ and durable/, where its two names are.
         let claimSyncs = synced.all
@@ -48,13 +49,13 @@ import Testing
         var job = running
         for step in 1...5 {
             job = try #require(job.applying(.report(ProgressReport(progress: Double(step * 10))), at: fixture.now(), retries: 0))
-            try store.write(job, durable: false)
+            try claim.writeProgress(job)
         }
         #expect(synced.all == [], "progress writes are not fsynced")
         #expect(try store.job(job.id)?.progress == 50)
 
         let done = try #require(job.applying(.exited(status: 0), at: fixture.now(), retries: 0))
-        try store.write(done, durable: true)
+        try store.writeTransition(done)
         let endSyncs = synced.all
         #expect(endSyncs.count == 3, "the file, jobs/ and durable/: \(endSyncs)")
         #expect(endSyncs.suffix(2) == [store.jobsDir + "/", store.durableDir + "/"])
@@ -63,23 +64,25 @@ import Testing
     }
 
     @Test func progressNeverTouchesTheDurableCopy() throws {
-        let (fixture, running, _) = try Self.runningJob()
+        let (fixture, claim, _) = try Self.runningJob()
+        let running = claim.job
         let store = fixture.store
         #expect(try Self.durableCopy(store, running.id) == running)
         let progressed = try #require(running.applying(.report(ProgressReport(progress: 40)), at: fixture.now(), retries: 0))
-        try store.write(progressed, durable: false)
+        try claim.writeProgress(progressed)
         #expect(try store.job(running.id) == progressed)
         #expect(try Self.durableCopy(store, running.id) == running)
     }
 
     @Test func progressTakesTwoFilesForTheWholeRunAndTheEndRemovesTheSpare() throws {
-        let (fixture, running, _) = try Self.runningJob()
+        let (fixture, claim, _) = try Self.runningJob()
+        let running = claim.job
         let store = fixture.store
         var job = running
         var shown: [UInt64] = []
         for step in 1...6 {
             job = try #require(job.applying(.report(ProgressReport(progress: Double(step))), at: fixture.now(), retries: 0))
-            try store.write(job, durable: false)
+            try claim.writeProgress(job)
             shown.append(try Self.inode(store.statusPath(job.id)))
             #expect(try store.job(job.id) == job)
         }
@@ -90,9 +93,29 @@ import Testing
         #expect(FileSystem.exists(store.progressPath(job.id)))
 
         let done = try #require(job.applying(.exited(status: 0), at: fixture.now(), retries: 0))
-        try store.write(done, durable: true)
+        try store.writeTransition(done)
         #expect(!FileSystem.exists(store.progressPath(job.id)))
         #expect(try Self.inode(store.statusPath(job.id)) == Self.inode(store.durablePath(job.id)))
+    }
+
+    @Test func aRetrysFirstProgressLeavesItsRunningStateDurable() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        try fixture.submit()
+        _ = try store.ingest()
+        let kinds = StoreFixture.kinds(retries: 1)
+        let first = try #require(try store.claimNext(kinds: kinds, now: fixture.now()))
+        for step in 1...3 {
+            try first.writeProgress(try #require(first.job.applying(.report(ProgressReport(progress: Double(step))), at: fixture.now(), retries: 1)))
+        }
+        try first.finish(try #require(first.job.applying(.exited(status: 1), at: fixture.now(), retries: 1)))
+        // The retry, claimed in the same process: its first write must not trade the transition's file away.
+        let again = try #require(try store.claimNext(kinds: kinds, now: fixture.now()))
+        #expect(again.job.attempt == 2)
+        try again.writeProgress(try #require(again.job.applying(.report(ProgressReport(progress: 5)), at: fixture.now(), retries: 1)))
+        try again.writeProgress(try #require(again.job.applying(.report(ProgressReport(progress: 6)), at: fixture.now(), retries: 1)))
+        #expect(try Self.durableCopy(store, again.job.id) == again.job)
+        #expect(try store.job(again.job.id)?.progress == 6)
     }
 
     /// What a power cut can leave of a progress write that was renamed but never fsynced: nothing,
@@ -100,10 +123,11 @@ import Testing
     static let cutShort: [[UInt8]] = [[], Array("{\"id\": \"01".utf8), [UInt8](repeating: 0, count: 512)]
 
     @Test(arguments: cutShort) func aProgressFileACrashCutShortReadsAsTheLastTransition(_ leftover: [UInt8]) throws {
-        let (fixture, running, _) = try Self.runningJob()
+        let (fixture, claim, _) = try Self.runningJob()
+        let running = claim.job
         let store = fixture.store
         let progressed = try #require(running.applying(.report(ProgressReport(progress: 40)), at: fixture.now(), retries: 0))
-        try store.write(progressed, durable: false)
+        try claim.writeProgress(progressed)
         try Self.overwrite(store.statusPath(running.id), with: leftover)
 
         #expect(try store.job(running.id) == running)
@@ -119,7 +143,7 @@ import Testing
         let kinds = StoreFixture.kinds(retries: 1)
         let claim = try #require(try store.claimNext(kinds: kinds, now: fixture.now()))
         let progressed = try #require(claim.job.applying(.report(ProgressReport(progress: 40)), at: fixture.now(), retries: 1))
-        try store.write(progressed, durable: false)
+        try claim.writeProgress(progressed)
         try Self.overwrite(store.statusPath(claim.job.id), with: leftover)
         claim.abandon()  // the runner dies
 
@@ -141,10 +165,11 @@ import Testing
     }
 
     @Test func gcRemovesTheDurableCopy() throws {
-        let (fixture, running, _) = try Self.runningJob()
+        let (fixture, claim, _) = try Self.runningJob()
+        let running = claim.job
         let store = fixture.store
         let done = try #require(running.applying(.exited(status: 0), at: Timestamp(milliseconds: 1_764_000_000_500), retries: 0))
-        try store.write(done, durable: true)
+        try store.writeTransition(done)
         try store.remove(done.id)
         #expect(!FileSystem.exists(store.durablePath(done.id)))
         #expect(!FileSystem.exists(store.statusPath(done.id)))

@@ -1,6 +1,9 @@
 import Foundation
 import HeraldCore
 import HeraldPOSIX
+import HeraldPostgres
+import HeraldPostgresStore
+import HeraldPostgresTesting
 import Testing
 @testable import HeraldStore
 
@@ -25,8 +28,18 @@ struct ContractStoreKind: Sendable, CustomTestStringConvertible {
                              close: { try? FileManager.default.removeItem(atPath: root) })
     }
 
-    /// Every store the contract holds for.
-    static let all: [ContractStoreKind] = [.memory, .directory]
+    /// A fresh, migrated database in this test process's private cluster; `another` is a second
+    /// store on it, with its own connections and liveness session (another runner).
+    static let postgres = ContractStoreKind(name: "postgres") {
+        let conninfo = try PrivateCluster.require().createDatabase()
+        _ = try Schema.migrate(try PostgresConnection.connect(conninfo), webRole: nil)
+        let store = try PostgresStore(conninfo: conninfo, applicationName: "herald-contract")
+        return ContractStore(store: store, another: { try PostgresStore(conninfo: conninfo, applicationName: "herald-contract") }, close: {})
+    }
+
+    /// Every store the contract holds for: PostgreSQL where its server binaries are installed
+    /// (`make test` installs them; `PostgresContractPresence` says so when they are not).
+    static let all: [ContractStoreKind] = [.memory, .directory] + (PrivateCluster.serverBinaries() != nil ? [.postgres] : [])
 }
 
 /// One fresh store for one contract case, with a clock and helpers; closed when the case ends.
@@ -95,5 +108,14 @@ final class ContractStore {
     static func kinds(concurrency: Int? = nil, retries: Int = 0) -> [String: KindConfig] {
         ["report": KindConfig(name: "report", executor: .command(["/bin/true"]), concurrency: concurrency, retries: retries),
          "export": KindConfig(name: "export", executor: .command(["/bin/true"]))]
+    }
+}
+
+/// Shows, as a skipped test with its reason, that the contract ran without PostgreSQL.
+@Suite struct PostgresContractPresence {
+    @Test(.enabled(if: PrivateCluster.serverBinaries() != nil,
+                   "PostgreSQL server binaries are missing (apt-get install postgresql): the contract ran without the postgres store"))
+    func theContractRunsAgainstPostgres() {
+        #expect(ContractStoreKind.all.contains { $0.name == "postgres" })
     }
 }

@@ -196,6 +196,20 @@ import HeraldStore
     }
 
     @Test(arguments: ContractStoreKind.all)
+    func aRunnersWatcherReportsSubmitsAndCancelRequests(kind: ContractStoreKind) throws {
+        let s = try kind.open()
+        let watcher = try s.store.watchRunnerChanges()
+        let job = s.fresh()
+        try s.store.submit(job)
+        #expect(try s.changes(watcher, until: [.submitted(job.id)]).contains(.submitted(job.id)))
+        _ = try s.store.ingest()
+        let claim = try s.claim()
+        try s.store.requestCancel(job.id)
+        #expect(try s.changes(watcher, until: [.cancelRequested(job.id)]).contains(.cancelRequested(job.id)))
+        try claim.finish(try #require(try s.read(job.id).applying(.cancel, at: s.now(), retries: 0)))
+    }
+
+    @Test(arguments: ContractStoreKind.all)
     func gcRemovesEndedJobsInBatchesOldestFirstAndADryRunRemovesNothing(kind: ContractStoreKind) throws {
         let s = try kind.open()
         var ended: [Job] = []

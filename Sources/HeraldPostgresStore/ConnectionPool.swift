@@ -1,0 +1,89 @@
+import HeraldPostgres
+import HeraldStore
+import Synchronization
+
+/// A few idle connections shared by the threads of one process: each call borrows one, or connects
+/// a new one, and gives it back when it is still good. Connecting happens on the calling thread
+/// (readers, the runner's workers), never on the hub's.
+final class ConnectionPool: Sendable {
+    let conninfo: String
+    let applicationName: String
+    private let idle = Mutex<[PostgresConnection]>([])
+    private let maxIdle: Int
+
+    init(conninfo: String, applicationName: String, maxIdle: Int = 8) {
+        self.conninfo = conninfo
+        self.applicationName = applicationName
+        self.maxIdle = maxIdle
+    }
+
+    /// Runs `body` on a connection. A failure of the connection itself is `unavailable`; when it
+    /// happened on a connection that had been idle (PostgreSQL restarted since), `body` runs once
+    /// more on a new connection, so the first request after a restart does not fail for nothing.
+    func with<T>(_ body: (PostgresConnection) throws -> T) throws(StoreError) -> T {
+        var reused = true
+        while true {
+            let connection: PostgresConnection
+            if let taken = idle.withLock({ $0.popLast() }) {
+                connection = taken
+            } else {
+                reused = false
+                do { connection = try PostgresConnection.connect(conninfo, applicationName: applicationName) } catch {
+                    throw StoreError.unavailable("PostgreSQL: \(error)")
+                }
+            }
+            do {
+                let result = try body(connection)
+                giveBack(connection)
+                return result
+            } catch let error as PostgresError {
+                if error.kind == .connection || !connection.isOK {
+                    connection.close()
+                    if reused { continue }
+                } else {
+                    giveBack(connection)
+                }
+                throw StoreError.unavailable("PostgreSQL: \(error)")
+            } catch let error as StoreError {
+                giveBack(connection)
+                throw error
+            } catch {
+                giveBack(connection)
+                throw StoreError.unavailable("PostgreSQL: \(error)")
+            }
+        }
+    }
+
+    /// Runs `body` in a transaction: committed when it returns, rolled back when it throws.
+    func transaction<T>(_ body: (PostgresConnection) throws -> T) throws(StoreError) -> T {
+        try with { connection in
+            try connection.execute("BEGIN")
+            do {
+                let result = try body(connection)
+                try connection.execute("COMMIT")
+                return result
+            } catch {
+                _ = try? connection.execute("ROLLBACK")
+                throw error
+            }
+        }
+    }
+
+    private func giveBack(_ connection: PostgresConnection) {
+        guard connection.isOK, !connection.isInTransaction else { return connection.close() }
+        let kept = idle.withLock { idle -> Bool in
+            guard idle.count < maxIdle else { return false }
+            idle.append(connection)
+            return true
+        }
+        if !kept { connection.close() }
+    }
+
+    /// Closes every idle connection.
+    func drain() {
+        idle.withLock { idle in
+            idle.forEach { $0.close() }
+            idle.removeAll()
+        }
+    }
+}

@@ -1,0 +1,123 @@
+import Glibc
+import HeraldCore
+import HeraldPOSIX
+import HeraldPostgres
+import HeraldStore
+import Synchronization
+
+/// A claim in PostgreSQL: the row's `claim` token. Every write is `… WHERE id = $1 AND claim = $2`,
+/// so once another runner took the job over (its token replaced the old one) this claim's writes
+/// match nothing and are refused: a cut-off runner never overwrites its successor (fencing).
+public final class PostgresClaim: JobClaim, Sendable {
+    public let job: Job
+    let token: Int64
+    let session: RunnerLiveness.Session
+    private let store: PostgresStore
+    private let ended = Atomic<Bool>(false)
+
+    init(store: PostgresStore, job: Job, token: Int64, session: RunnerLiveness.Session) {
+        self.store = store
+        self.job = job
+        self.token = token
+        self.session = session
+    }
+
+    var id: JobID { job.id }
+
+    /// The liveness session this claim was made under is gone for good: its jobs are (or will be)
+    /// taken over, so the claim is lost even before the database says so.
+    private func checkSession() throws(StoreError) {
+        if ended.load(ordering: .acquiring) || !session.isCurrent { throw .claimLost(id) }
+    }
+
+    /// A new state of the still-running job.
+    public func writeProgress(_ next: Job) throws(StoreError) {
+        try checkSession()
+        let written = try store.pool.with { connection -> Bool in
+            let rows = try connection.execute("""
+                WITH u AS (UPDATE herald.jobs SET seq = $3, job = $4::json WHERE id = $1 AND claim = $2 AND state = 'running' RETURNING id)
+                SELECT pg_notify('herald', 'j ' || id) FROM u
+                """, [.text(id.text), .int(token), .int(next.seq), .text(next.storedText)])
+            return rows.count == 1
+        }
+        if !written { throw .claimLost(id) }
+    }
+
+    /// Appends program output; the size moves and the chunk lands in one statement.
+    public func appendLog(_ bytes: [UInt8]) throws(StoreError) {
+        guard !bytes.isEmpty else { return }
+        try checkSession()
+        let written = try store.pool.with { connection -> Bool in
+            let rows = try connection.execute("""
+                WITH u AS (UPDATE herald.jobs SET log_size = log_size + $3 WHERE id = $1 AND claim = $2 RETURNING id, log_size - $3 AS start),
+                     i AS (INSERT INTO herald.job_logs (job_id, start, data) SELECT id, start, $4 FROM u RETURNING job_id)
+                SELECT pg_notify('herald', 'l ' || job_id) FROM i
+                """, [.text(id.text), .int(token), .int(bytes.count), .bytes(bytes)])
+            return rows.count == 1
+        }
+        if !written { throw .claimLost(id) }
+    }
+
+    /// How many bytes the job's log holds (all attempts).
+    public func logSize() throws(StoreError) -> Int {
+        try checkSession()
+        let rows = try store.pool.with { try $0.execute("SELECT log_size FROM herald.jobs WHERE id = $1 AND claim = $2", [.text(id.text), .int(token)]) }
+        guard let size = rows.int(0, 0) else { throw .claimLost(id) }
+        return size
+    }
+
+    /// Whether someone asked to cancel the job; `claimLost` when it was taken over.
+    public func isCancelRequested() throws(StoreError) -> Bool {
+        try checkSession()
+        let rows = try store.pool.with { try $0.execute("SELECT cancel_requested FROM herald.jobs WHERE id = $1 AND claim = $2", [.text(id.text), .int(token)]) }
+        guard let requested = rows.bool(0, 0) else { throw .claimLost(id) }
+        return requested
+    }
+
+    /// Notes the attempt's process group and this boot, so a recovery on this host kills what is left of it.
+    public func recordProcessGroup(_ group: Int32) {
+        _ = try? store.pool.with {
+            try $0.execute("UPDATE herald.jobs SET process_group = $3, boot_id = $4 WHERE id = $1 AND claim = $2",
+                           [.text(id.text), .int(token), .int(group), .text(PostgresClaim.bootID)])
+        }
+    }
+
+    /// Ends the attempt in one statement: its last state, the claim cleared, and the cancel request too
+    /// unless the job is queued again (then the next pass cancels it).
+    public func finish(_ last: Job) throws(StoreError) {
+        try checkSession()
+        let written = try store.pool.with { try PostgresClaim.finish($0, last, claim: token) }
+        ended.store(true, ordering: .releasing)
+        if !written { throw .claimLost(id) }
+    }
+
+    /// Leaves the job to recovery, as a crash would; this process's next recovery pass takes it.
+    public func abandon() {
+        guard !ended.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        store.abandoned.withLock { $0[id] = token }
+    }
+
+    /// Writes the end of an attempt (a final state, or `queued` for a retry) if `claim` still holds the job.
+    static func finish(_ connection: PostgresConnection, _ last: Job, claim: Int64) throws -> Bool {
+        let rows = try connection.execute("""
+            WITH u AS (UPDATE herald.jobs SET state = $3, seq = $4, job = $5::json, finished_ms = $6, claim = NULL, runner = NULL,
+                           process_group = NULL, boot_id = NULL, cancel_requested = cancel_requested AND $3 = 'queued'
+                       WHERE id = $1 AND claim = $2 RETURNING id)
+            SELECT pg_notify('herald', 'j ' || id) FROM u
+            """, [.text(last.id.text), .int(claim), .text(last.state.rawValue), .int(last.seq), .text(last.storedText),
+                  .optional(last.state.isTerminal ? last.finishedAt?.milliseconds : nil)])
+        return rows.count == 1
+    }
+
+    /// This boot's id: a process group number means something only on the host and boot that recorded it.
+    static let bootID: String = {
+        let bytes = (try? FileSystem.read("/proc/sys/kernel/random/boot_id")) ?? nil
+        return String(decoding: bytes ?? [], as: UTF8.self).filter { !$0.isWhitespace }
+    }()
+
+    /// Kills what is left of a lost attempt's programs (recorded on this host, this boot).
+    static func killGroup(_ group: Int32) {
+        guard group > 1, !bootID.isEmpty else { return }
+        _ = ChildProcess.signalGroup(group, SIGKILL)
+    }
+}

@@ -1,0 +1,115 @@
+import Foundation
+import Glibc
+import HeraldCore
+import HeraldPOSIX
+import HeraldPostgres
+import HeraldStore
+import Synchronization
+
+/// Watches the store through `LISTEN herald`: a thread of its own holds the connection (connecting
+/// and reconnecting block; the hub must never), and signals an eventfd, which is `fd`. After the
+/// connection was lost and is back, it reports `.everything`: NOTIFYs sent meanwhile are gone.
+public final class PostgresWatcher: StoreWatcher, Sendable {
+    private let listener: Listener
+
+    init(conninfo: String, applicationName: String) throws(StoreError) {
+        listener = try Listener(conninfo: conninfo, applicationName: applicationName)
+    }
+
+    /// The thread ends (and its connection closes) when the watcher goes.
+    deinit { listener.stop() }
+
+    public var fd: Int32? { listener.wake.fd.rawValue }
+    public var pollIntervalMilliseconds: Int { 1000 }
+    public func changes() throws(StoreError) -> [StoreChange] { listener.changes() }
+
+    /// Changes may have been missed (this runner's liveness session was given up): readers re-read all they serve.
+    func reportEverything() { listener.report([.everything]) }
+}
+
+/// The LISTEN connection's thread and what it gathered.
+private final class Listener: @unchecked Sendable {
+    private struct Pending {
+        var changes = Set<StoreChange>()
+        var stopped = false
+    }
+
+    private let pending = Mutex(Pending())
+    let wake: EventFD
+    private let conninfo: String
+    private let applicationName: String
+
+    init(conninfo: String, applicationName: String) throws(StoreError) {
+        self.conninfo = conninfo
+        self.applicationName = applicationName
+        do { wake = try EventFD() } catch { throw .unavailable(error.description) }
+        let thread = Thread { [self] in
+            listen()
+            wake.fd.close()
+        }
+        thread.name = "herald-listen"
+        thread.start()
+    }
+
+    func stop() { pending.withLock { $0.stopped = true } }
+
+    func changes() -> [StoreChange] {
+        wake.drain()
+        return Array(pending.withLock { p -> Set<StoreChange> in
+            defer { p.changes.removeAll() }
+            return p.changes
+        })
+    }
+
+    func report(_ changes: [StoreChange]) {
+        guard !changes.isEmpty else { return }
+        pending.withLock { $0.changes.formUnion(changes) }
+        wake.signal()
+    }
+
+    private var isStopped: Bool { pending.withLock { $0.stopped } }
+
+    private func listen() {
+        var everConnected = false
+        while !isStopped {
+            let connection: PostgresConnection
+            do {
+                connection = try PostgresConnection.connect(conninfo, applicationName: applicationName)
+                try connection.execute("LISTEN \(Schema.channel)")
+            } catch {
+                Clock.sleep(milliseconds: 500)
+                continue
+            }
+            if everConnected { report([.everything]) }
+            everConnected = true
+            relay(connection)
+            connection.close()
+        }
+    }
+
+    /// Reports the notifications arriving on `connection` until it breaks or the watcher stops.
+    private func relay(_ connection: PostgresConnection) {
+        while !isStopped {
+            var poll = pollfd(fd: connection.socket, events: Int16(POLLIN), revents: 0)
+            let ready = Glibc.poll(&poll, 1, 1000)
+            if ready < 0, errno == EINTR { continue }
+            if ready == 0 {
+                // A quiet connection may have died without a word (a restart behind a proxy): ask.
+                do { try connection.execute("SELECT 1") } catch { return }
+            } else {
+                do { try connection.consumeInput() } catch { return }
+            }
+            report(connection.notifications().flatMap(Listener.changes(from:)))
+        }
+    }
+
+    static func changes(from notification: PostgresNotification) -> [StoreChange] {
+        guard notification.channel == Schema.channel, let (notice, ids) = ChangeNotice.parse(notification.payload) else { return [] }
+        switch notice {
+        case .job: return ids.map(StoreChange.job)
+        case .log: return ids.map(StoreChange.log)
+        case .cancelRequested: return ids.map(StoreChange.cancelRequested)
+        case .submitted: return ids.map(StoreChange.submitted)
+        }
+    }
+}

@@ -1,0 +1,212 @@
+"""Several hosts on one PostgreSQL (SPEC §8): two herald-fcgi nodes behind one nginx, two
+runners, one database, and the faults that only several hosts have.
+
+Runners that must be "another host" run in a network namespace of their own and reach
+PostgreSQL over TCP through a veth pair the test made (support_cluster.NetHost); cutting that
+link partitions the host while its processes live on. The job program is test_faults'
+attempts script: it records every start (with its PID) and end, and an `overlap` line when
+it starts while an earlier attempt of its job is still alive — so "no second copy at once" is
+read from the programs themselves, not from Herald's view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from support_cluster import Cluster, can_make_namespaces
+from support_herald import wait_until
+from test_faults import SSEClient, attempts_of, check_clients_saw_final, job_script, raise_nofile
+
+PG_BIN = "/usr/lib/postgresql/15/bin"
+
+pytestmark = pytest.mark.skipif(not os.path.exists(f"{PG_BIN}/initdb"),
+                                reason=f"PostgreSQL is not installed ({PG_BIN}/initdb; make test-deps installs it)")
+
+
+@pytest.fixture
+def make_cluster(bin_dir, tmp_path, request):
+    clusters = []
+
+    def make(**kwargs):
+        c = Cluster(bin_dir, tmp_path / f"cluster{len(clusters)}", **kwargs)
+        clusters.append(c)
+        return c.start()
+
+    yield make
+    for c in clusters:
+        failed = any(getattr(getattr(request.node, "rep_" + w, None), "failed", False) for w in ("setup", "call"))
+        if failed:
+            print(f"\n===== cluster in {c.workdir} =====\n{c.diagnostics()}")
+        c.stop()
+
+
+@pytest.fixture
+def namespaces():
+    why = can_make_namespaces()
+    if why:
+        pytest.skip(why)
+
+
+def stream_clients(cluster, job_ids, per_job, seconds):
+    """per_job EventSource-like clients on each job through the front nginx, run on a thread."""
+    deadline = time.monotonic() + seconds
+    by_job = {jid: [SSEClient(cluster.front.host, cluster.front.port, f"/jobs/{jid}/events", deadline)
+                    for _ in range(per_job)] for jid in job_ids}
+    clients = [c for group in by_job.values() for c in group]
+    loop = asyncio.new_event_loop()
+
+    async def run_all():
+        await asyncio.gather(*(c.run() for c in clients))
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(run_all(),), daemon=True)
+    thread.start()
+    return by_job, clients, thread
+
+
+def assert_nothing_repeated(clients):
+    """Across every reconnect a client saw each state once, in order (seq strictly grows)."""
+    bad = [c.states for c in clients if any(b[0] <= a[0] for a, b in zip(c.states, c.states[1:]))]
+    assert not bad, f"{len(bad)} clients saw a state twice or out of order, e.g. {bad[0]}"
+
+
+def task_kind(script, **extra):
+    return {"command": [script], "params": {"steps": "^[0-9]+$"}, **extra}
+
+
+# ---------------------------------------------------------------------------
+
+
+def test_two_nodes_serve_200_streams_and_those_of_a_killed_node_resume_on_the_other(make_cluster, tmp_path):
+    raise_nofile(4096)
+    script, attempts = job_script(tmp_path)
+    cluster = make_cluster(kinds={"task": task_kind(script)}, nodes=2, runners=2)
+    jobs = [cluster.submit("task", {"steps": "60"})["id"] for _ in range(10)]
+    by_job, clients, thread = stream_clients(cluster, jobs, per_job=20, seconds=90)
+    wait_until(lambda: all(c.connected.is_set() for c in clients), 20, what="200 streams open")
+    time.sleep(1.0)
+    cluster.kill_node(0)
+    thread.join(100)
+    truth = check_clients_saw_final(cluster, clients, by_job)
+    assert set(truth.values()) == {"succeeded"}, truth
+    resumed = [c for c in clients if c.connects > 1]
+    # Round robin put about half the streams on the killed node: they all came back through the other.
+    assert len(resumed) >= 50, f"only {len(resumed)} of 200 clients reconnected: was node 0 serving any?"
+    assert_nothing_repeated(clients)
+    for jid in jobs:
+        assert [a for a in attempts_of(attempts, jid) if a[0] == "overlap"] == []
+
+
+def test_kill_9_of_a_runner_on_another_host_is_recovered_within_30s_without_a_second_copy(make_cluster, tmp_path, namespaces):
+    script, attempts = job_script(tmp_path)
+    cluster = make_cluster(kinds={"task": task_kind(script, retries=1)}, nodes=1, runners=2,
+                           runner_hosts=["far"], idle_runners=[1])
+    jid = cluster.submit("task", {"steps": "150"})["id"]
+    wait_until(lambda: (cluster.json("GET", f"/jobs/{jid}")[2] or {}).get("progress", 0) > 0, 20,
+               what="the job runs on the far runner")
+    cluster.kill_runner(0)
+    killed = time.monotonic()
+    cluster.start_runner(1)
+    wait_until(lambda: (cluster.json("GET", f"/jobs/{jid}")[2] or {}).get("attempt") == 2, 35,
+               what="the other runner takes the job over")
+    took = time.monotonic() - killed
+    print(f"kill -9 of the far runner: taken over after {took:.1f} s")
+    assert took <= 30, f"taken over {took:.1f} s after the kill"
+    job = cluster.wait_job(jid, timeout=60)
+    assert job["state"] == "succeeded" and job["attempt"] == 2, job
+    lines = attempts_of(attempts, jid)
+    assert not [a for a in lines if a[0] == "overlap"], lines
+    assert [a for a in lines if a[0] == "start"] == [["start", "1"], ["start", "2"]], lines
+
+
+def test_concurrency_holds_across_both_runners_as_the_programs_see_it(make_cluster, tmp_path):
+    marks = tmp_path / "running"
+    marks.mkdir()
+    script = tmp_path / "limited.sh"
+    # Each run leaves a file while it runs: the most files at once is what the programs saw.
+    script.write_text(f"""#!/bin/sh
+touch '{marks}'/$HERALD_JOB_ID
+ls '{marks}' | wc -l >> '{tmp_path}/seen'
+sleep 0.6
+ls '{marks}' | wc -l >> '{tmp_path}/seen'
+rm '{marks}'/$HERALD_JOB_ID
+""")
+    script.chmod(0o755)
+    cluster = make_cluster(kinds={"limited": {"command": [str(script)], "concurrency": 2}}, nodes=1, runners=2,
+                           runner_args=["--workers", "4"])
+    jobs = [cluster.submit("limited")["id"] for _ in range(10)]
+    for jid in jobs:
+        assert cluster.wait_job(jid, timeout=60)["state"] == "succeeded"
+    seen = [int(x) for x in (tmp_path / "seen").read_text().split()]
+    assert max(seen) <= 2, f"up to {max(seen)} ran at once"
+    assert max(seen) == 2, "never two at once: the test would not notice a broken limit"
+    ran = {name: cluster.log(name).count("started") for name in ("runner0", "runner1")}
+    assert all(ran.values()), f"one runner ran everything ({ran}): the limit was not tested across runners"
+
+
+def test_postgresql_restarting_under_200_streams_loses_no_final_state_and_submits_get_503_meanwhile(make_cluster, tmp_path):
+    raise_nofile(4096)
+    script, attempts = job_script(tmp_path)
+    cluster = make_cluster(kinds={"task": task_kind(script)}, nodes=2, runners=2)
+    jobs = [cluster.submit("task", {"steps": "50"})["id"] for _ in range(10)]
+    by_job, clients, thread = stream_clients(cluster, jobs, per_job=20, seconds=120)
+    wait_until(lambda: all(c.connected.is_set() for c in clients), 20, what="200 streams open")
+    time.sleep(1.0)
+    cluster.pg.stop_server()
+    status, _, body = cluster.json("POST", "/jobs", {"kind": "task", "params": {"steps": "1"}})
+    assert status == 503, (status, body)
+    time.sleep(2.0)
+    cluster.pg.start_server()
+    late = None
+    deadline = time.monotonic() + 20
+    while late is None and time.monotonic() < deadline:
+        status, _, body = cluster.json("POST", "/jobs", {"kind": "task", "params": {"steps": "1"}})
+        if status == 201:
+            late = body["id"]
+        else:
+            assert status == 503, (status, body)
+            time.sleep(0.2)
+    assert late, "no submit succeeded within 20 s of PostgreSQL's return"
+    thread.join(120)
+    truth = check_clients_saw_final(cluster, clients, by_job)
+    assert set(truth.values()) == {"succeeded"}, truth
+    assert_nothing_repeated(clients)
+    assert cluster.wait_job(late)["state"] == "succeeded"
+
+
+def test_a_cut_off_runner_loses_its_job_and_its_later_writes_are_refused(make_cluster, tmp_path, namespaces):
+    script, attempts = job_script(tmp_path)
+    cluster = make_cluster(kinds={"task": task_kind(script, retries=1)}, nodes=1, runners=2,
+                           runner_hosts=["cut"], idle_runners=[1])
+    jid = cluster.submit("task", {"steps": "200"})["id"]
+    wait_until(lambda: (cluster.json("GET", f"/jobs/{jid}")[2] or {}).get("progress", 0) > 0, 20,
+               what="the job runs on the runner that will be cut off")
+    cluster.hosts["cut"].cut()
+    cut = time.monotonic()
+    cluster.start_runner(1)
+    wait_until(lambda: (cluster.json("GET", f"/jobs/{jid}")[2] or {}).get("attempt") == 2, 40,
+               what="the other runner takes the job over")
+    took = time.monotonic() - cut
+    print(f"runner cut off: taken over after {took:.1f} s")
+    assert took <= 30, f"taken over {took:.1f} s after the cut"
+    # The link comes back: the cut-off runner, alive all along, now reaches the database again.
+    cluster.hosts["cut"].heal()
+    seen_attempts = set()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        job = cluster.json("GET", f"/jobs/{jid}")[2]
+        seen_attempts.add(job["attempt"])
+        if job["state"] in ("succeeded", "failed", "canceled"):
+            break
+        time.sleep(0.1)
+    assert job["state"] == "succeeded" and job["attempt"] == 2, job
+    assert seen_attempts == {2}, f"the cut-off runner's attempt overwrote its successor: saw attempts {seen_attempts}"
+    lines = attempts_of(attempts, jid)
+    assert not [a for a in lines if a[0] == "overlap"], f"two copies ran at once: {lines}"
+    assert "claim" in cluster.log("runner0").lower(), cluster.log("runner0")[-2000:]
