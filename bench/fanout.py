@@ -308,6 +308,12 @@ def cpu_by_process(procs):
     return {name: sum(bench.proc_cpu(p) for p in pids) for name, pids in procs.items()}
 
 
+def system_cpu(system):
+    """CPU seconds so far of each of the system's named groups of processes: its own `cpu()` when
+    it has one (processes that come and go), else that of the processes it has now."""
+    return system.cpu() if hasattr(system, "cpu") else cpu_by_process(system.processes())
+
+
 def measure(system, n, njobs, run_dir, setup_timeout=90, first_event_timeout=30):
     shutil.rmtree(run_dir, ignore_errors=True)
     os.makedirs(run_dir)
@@ -344,7 +350,7 @@ def measure(system, n, njobs, run_dir, setup_timeout=90, first_event_timeout=30)
         system.go(t0)
         time.sleep(max(0.0, t0 - time.time()))
         procs = system.processes()
-        cpu0 = cpu_by_process(procs)
+        cpu0 = system_cpu(system)
         cpu_t0 = time.time()
         perf = None
         if os.environ.get("BENCH_SYSCALLS"):
@@ -361,7 +367,7 @@ def measure(system, n, njobs, run_dir, setup_timeout=90, first_event_timeout=30)
                                      "-o", os.path.join(run_dir, "perf.data")],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         time.sleep(max(0.0, t0 + span + 0.5 - time.time()))
-        cpu = {name: v - cpu0[name] for name, v in cpu_by_process(procs).items()}
+        cpu = {name: v - cpu0[name] for name, v in system_cpu(system).items()}
         cpu_end = time.time()
         cpu_window = cpu_end - cpu_t0
         if perf is not None:

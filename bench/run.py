@@ -126,6 +126,17 @@ def proc_cpu(pid):
         return 0.0
 
 
+def proc_children_cpu(pid):
+    """CPU seconds of the children the process has waited for (cutime + cstime)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            s = f.read()
+        fields = s[s.rfind(")") + 2:].split()
+        return (int(fields[13]) + int(fields[14])) / TICK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def proc_mem(pid):
     """(RSS, PSS) in bytes."""
     rss = pss = 0

@@ -162,14 +162,26 @@ class TwoNodes:
                 out[key] = out.get(key, 0) + 1
         return out
 
+    def postmaster(self):
+        with open(os.path.join(self.pg.data, "postmaster.pid")) as pid_file:
+            return int(pid_file.readline())
+
     def processes(self):
         f = self.front
         out = {"nginx": bench.family([f.nginx_proc.pid]), "herald-fcgi": [n.pid for n in self.nodes]}
         if f.runner_proc is not None:
             out["herald-runner"] = [f.runner_proc.pid]
         if self.pg:
-            with open(os.path.join(self.pg.data, "postmaster.pid")) as pid_file:
-                out["postgres"] = bench.family([int(pid_file.readline())])
+            out["postgres"] = bench.family([self.postmaster()])
+        return out
+
+    def cpu(self):
+        """CPU seconds so far per group of processes; postgres counts the backends that ended too
+        (the runner's pool opens and closes connections all the time), through the postmaster's
+        children's CPU."""
+        out = fanout.cpu_by_process(self.processes())
+        if self.pg:
+            out["postgres"] += bench.proc_children_cpu(self.postmaster())
         return out
 
 
@@ -184,6 +196,9 @@ class FanoutRows(fanout.HeraldRows):
     def processes(self):
         return self.stack.processes()
 
+    def cpu(self):
+        return self.stack.cpu()
+
 
 def submitter(mode, port, args):
     r = subprocess.run([bench.VPY, os.path.join(BENCH, "submitter.py"), mode, "--port", str(port)] + args,
@@ -195,7 +210,7 @@ def submitter(mode, port, args):
 
 def submit_row(bin_dir, wd, pg, settings, jobs, conns):
     with TwoNodes(bin_dir, wd, pg, NOOP, runner=False, settings=settings) as s:
-        cpu = DeltaCPU(s.processes())
+        cpu = DeltaCPU(s)
         out = submitter("throughput", s.port, ["--jobs", str(jobs), "--conns", str(conns)])
         out["cpu_s"] = cpu.since()
         return out
@@ -219,14 +234,14 @@ def fanout_row(bin_dir, wd, pg, settings, n):
 
 
 class DeltaCPU:
-    """CPU seconds of each named group of processes since construction."""
+    """CPU seconds of each named group of a system's processes since construction."""
 
-    def __init__(self, procs):
-        self.procs = procs
-        self.start = fanout.cpu_by_process(procs)
+    def __init__(self, system):
+        self.system = system
+        self.start = fanout.system_cpu(system)
 
     def since(self):
-        return {k: v - self.start[k] for k, v in fanout.cpu_by_process(self.procs).items()}
+        return {k: v - self.start[k] for k, v in fanout.system_cpu(self.system).items()}
 
 
 def postgres_facts(pg):
