@@ -1,20 +1,27 @@
+import HeraldPOSIX
 import HeraldPostgres
 import HeraldStore
 import Synchronization
 
-/// A few idle connections shared by the threads of one process: each call borrows one, or connects
+/// The idle connections shared by the threads of one process: each call borrows one, or connects
 /// a new one, and gives it back when it is still good. Connecting happens on the calling thread
 /// (readers, the runner's workers), never on the hub's.
+///
+/// The pool keeps as many as were in use at once (up to `maxIdle`), and closes one only when it sat
+/// unused for `idleMilliseconds`: a runner with 100 jobs writing progress holds ~100 connections
+/// instead of opening a backend (a fork on the server) for most writes, as a cap of 8 made it do.
 final class ConnectionPool: Sendable {
     let conninfo: String
     let applicationName: String
-    private let idle = Mutex<[PostgresConnection]>([])
+    private let idle = Mutex<[(connection: PostgresConnection, since: Int64)]>([])
     private let maxIdle: Int
+    private let idleMilliseconds: Int64
 
-    init(conninfo: String, applicationName: String, maxIdle: Int = 8) {
+    init(conninfo: String, applicationName: String, maxIdle: Int = 256, idleMilliseconds: Int64 = 60_000) {
         self.conninfo = conninfo
         self.applicationName = applicationName
         self.maxIdle = maxIdle
+        self.idleMilliseconds = idleMilliseconds
     }
 
     /// Runs `body` on a connection. A failure of the connection itself is `unavailable`; when it
@@ -24,7 +31,7 @@ final class ConnectionPool: Sendable {
         var reused = true
         while true {
             let connection: PostgresConnection
-            if let taken = idle.withLock({ $0.popLast() }) {
+            if let taken = borrowIdle() {
                 connection = taken
             } else {
                 reused = false
@@ -69,11 +76,26 @@ final class ConnectionPool: Sendable {
         }
     }
 
+    /// The most recently used idle connection; those idle too long are closed on the way.
+    private func borrowIdle() -> PostgresConnection? {
+        let now = Clock.monotonicMilliseconds()
+        let (taken, stale) = idle.withLock { idle -> (PostgresConnection?, [PostgresConnection]) in
+            // The oldest are at the front: the last-used end stays warm, the front ages out.
+            let cut = idle.firstIndex { now - $0.since < idleMilliseconds } ?? idle.endIndex
+            let stale = idle[..<cut].map(\.connection)
+            idle.removeFirst(cut)
+            return (idle.popLast()?.connection, stale)
+        }
+        stale.forEach { $0.close() }
+        return taken
+    }
+
     private func giveBack(_ connection: PostgresConnection) {
         guard connection.isOK, !connection.isInTransaction else { return connection.close() }
+        let now = Clock.monotonicMilliseconds()
         let kept = idle.withLock { idle -> Bool in
             guard idle.count < maxIdle else { return false }
-            idle.append(connection)
+            idle.append((connection, now))
             return true
         }
         if !kept { connection.close() }
@@ -82,7 +104,7 @@ final class ConnectionPool: Sendable {
     /// Closes every idle connection.
     func drain() {
         idle.withLock { idle in
-            idle.forEach { $0.close() }
+            idle.forEach { $0.connection.close() }
             idle.removeAll()
         }
     }

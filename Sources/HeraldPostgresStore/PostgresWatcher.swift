@@ -32,7 +32,14 @@ private final class Listener: @unchecked Sendable {
     private struct Pending {
         var changes = Set<StoreChange>()
         var stopped = false
+        /// LISTEN is in effect: no NOTIFY from now on is missed.
+        var listening = false
+        /// `init` returned before LISTEN was in effect: what happened meanwhile is unknown.
+        var startedBlind = false
     }
+
+    /// How long `init` waits for LISTEN, so that a change made just after `watch()` returns is reported.
+    static let firstListenMilliseconds: Int64 = 5000
 
     private let pending = Mutex(Pending())
     let wake: EventFD
@@ -49,6 +56,15 @@ private final class Listener: @unchecked Sendable {
         }
         thread.name = "herald-listen"
         thread.start()
+        let deadline = Clock.monotonicMilliseconds() + Listener.firstListenMilliseconds
+        while !pending.withLock({ $0.listening }) {
+            if Clock.monotonicMilliseconds() >= deadline {
+                // PostgreSQL is away: the watcher works from when it comes back, and says so then.
+                pending.withLock { p in p.startedBlind = !p.listening }
+                break
+            }
+            Clock.sleep(milliseconds: 5)
+        }
     }
 
     func stop() { pending.withLock { $0.stopped = true } }
@@ -80,9 +96,14 @@ private final class Listener: @unchecked Sendable {
                 Clock.sleep(milliseconds: 500)
                 continue
             }
-            if everConnected { report([.everything]) }
+            let blind = pending.withLock { p -> Bool in
+                defer { p.listening = true }
+                return p.startedBlind
+            }
+            if everConnected || blind { report([.everything]) }
             everConnected = true
             relay(connection)
+            pending.withLock { $0.listening = false }
             connection.close()
         }
     }
