@@ -6,7 +6,8 @@
 #                  integration through nginx, headless browser
 #   make install   binaries, config example, nginx snippet, systemd units (PREFIX, DESTDIR)
 #   make bench     Herald against nchan and Django SSE on this machine -> docs/BENCHMARKS.md
-#                  (ROWS=fanout: only issue 11's rows, Herald / nchan / the relay floor, ~8 min)
+#                  (ROWS=fanout: only issue 11's rows, Herald / nchan / the relay floor, ~8 min;
+#                   ROWS=stores: only issue 10's, the PostgreSQL store beside the state directory, ~9 min)
 
 PREFIX     ?= /usr/local
 DESTDIR    ?=
@@ -111,7 +112,9 @@ install:
 # BENCH_ARGS=--quick for a dry run). Release build in .build-release; Django etc. in bench/.venv.
 # ROWS picks the row sets: classic (the table above), fanout (Herald through herald-runner, nchan
 # and bench/relay-floor.c at 5,000 streams, 3 repeats; BENCH_REPEATS, BENCH_FANOUT_N,
-# BENCH_FANOUT_SYSTEMS=herald,nchan,floor), all (both, the default).
+# BENCH_FANOUT_SYSTEMS=herald,nchan,floor), stores (the PostgreSQL store beside the state
+# directory over two herald-fcgi nodes: submit, submit -> running, fan-out at 1,000 and 5,000
+# streams, 3 repeats; BENCH_STORES, BENCH_STORES_N, BENCH_REPEATS), all (the three, the default).
 BENCH_ARGS ?=
 ROWS       ?= all
 bench:

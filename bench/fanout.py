@@ -90,16 +90,20 @@ def offset_ms(i, njobs):
 # the systems: context managers with .port, .processes() -> {name: [pids]}, .prepare(njobs) -> paths, .go(t0)
 
 
+def ticker_config(go_file):
+    """The config overrides for ticker jobs (bench/ticker.py) that start when go_file holds T0."""
+    kind = {"command": ["/usr/bin/python3", os.path.join(BENCH, "ticker.py"), go_file, str(STATES),
+                        str(INTERVAL_MS), str(LINGER_S)],
+            "params": {"slot": "^[0-9]{1,4}$"}}
+    return {"workers": SPREAD_JOBS + 10, "kinds": {"ticker": kind}}
+
+
 class HeraldRows:
     name = "herald"
 
     def __init__(self, bin_dir, workdir):
         self.go_file = os.path.join(workdir, "go")
-        kind = {"command": ["/usr/bin/python3", os.path.join(BENCH, "ticker.py"), self.go_file, str(STATES),
-                            str(INTERVAL_MS), str(LINGER_S)],
-                "params": {"slot": "^[0-9]{1,4}$"}}
-        self.stack = Stack(bin_dir, workdir, runner=True, stop_grace=5,
-                           config_overrides={"workers": SPREAD_JOBS + 10, "kinds": {"ticker": kind}})
+        self.stack = Stack(bin_dir, workdir, runner=True, stop_grace=5, config_overrides=ticker_config(self.go_file))
         self.ids = []
 
     def __enter__(self):
@@ -304,6 +308,12 @@ def cpu_by_process(procs):
     return {name: sum(bench.proc_cpu(p) for p in pids) for name, pids in procs.items()}
 
 
+def system_cpu(system):
+    """CPU seconds so far of each of the system's named groups of processes: its own `cpu()` when
+    it has one (processes that come and go), else that of the processes it has now."""
+    return system.cpu() if hasattr(system, "cpu") else cpu_by_process(system.processes())
+
+
 def measure(system, n, njobs, run_dir, setup_timeout=90, first_event_timeout=30):
     shutil.rmtree(run_dir, ignore_errors=True)
     os.makedirs(run_dir)
@@ -340,7 +350,7 @@ def measure(system, n, njobs, run_dir, setup_timeout=90, first_event_timeout=30)
         system.go(t0)
         time.sleep(max(0.0, t0 - time.time()))
         procs = system.processes()
-        cpu0 = cpu_by_process(procs)
+        cpu0 = system_cpu(system)
         cpu_t0 = time.time()
         perf = None
         if os.environ.get("BENCH_SYSCALLS"):
@@ -357,7 +367,7 @@ def measure(system, n, njobs, run_dir, setup_timeout=90, first_event_timeout=30)
                                      "-o", os.path.join(run_dir, "perf.data")],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         time.sleep(max(0.0, t0 + span + 0.5 - time.time()))
-        cpu = {name: v - cpu0[name] for name, v in cpu_by_process(procs).items()}
+        cpu = {name: v - cpu0[name] for name, v in system_cpu(system).items()}
         cpu_end = time.time()
         cpu_window = cpu_end - cpu_t0
         if perf is not None:
@@ -564,17 +574,7 @@ def splice_section(doc):
         section += "\n" + open(VARIANTS_SECTION).read().rstrip() + "\n"
     if os.path.exists(NOTES):
         section += "\n" + open(NOTES).read().rstrip() + "\n"
-    text = open(doc).read() if os.path.exists(doc) else ""
-    head = "## Fan-out at the limit"
-    start = text.find(head)
-    if start >= 0:
-        end = text.find("\n## ", start + len(head))  # the notes use ### headings only
-        text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
-    else:
-        at = text.find("## Soak")
-        text = (text[:at] + section + "\n" + text[at:]) if at >= 0 else text + "\n" + section
-    with open(doc, "w") as f:
-        f.write(text)
+    bench.splice_section(doc, "## Fan-out at the limit", section)
 
 
 def report(results_dir, variants=False):

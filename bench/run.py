@@ -16,9 +16,10 @@ Writes bench/results/*.json, docs/BENCHMARKS.md and docs/bench-latency.png.
 
 --rows picks the row sets (`make bench ROWS=...`): `classic` (the above), `fanout` (issue 11:
 Herald through herald-runner, nchan and the relay floor at 5,000 streams, repeated; see
-bench/fanout.py, which has its own BENCH_FANOUT_* variables), or `all` (the default); and
-`variants`, alone: the relay floor under other nginx settings. Run alone, `fanout` and
-`variants` rewrite only their own section of docs/BENCHMARKS.md.
+bench/fanout.py, which has its own BENCH_FANOUT_* variables), `stores` (issue 10: the PostgreSQL
+store beside the state directory, two herald-fcgi nodes; see bench/stores.py), or `all` (the
+default: all three); and `variants`, alone: the relay floor under other nginx settings. Run alone,
+`fanout`, `stores` and `variants` rewrite only their own section of docs/BENCHMARKS.md.
 Everything it starts is stopped at the end, also on errors.
 """
 
@@ -53,6 +54,8 @@ PIP = ["django<6", "gunicorn", "uvicorn", "httptools", "uvloop", "django-redis",
 # What the fan-out rows alone need: the client's uvloop, nchan, a C compiler for the floor.
 FANOUT_APT = ["nginx", "libfcgi-dev", "pkg-config", "libnginx-mod-nchan", "gcc", "libc6-dev", "python3-venv"]
 FANOUT_PIP = ["uvloop"]
+# What the store rows alone need: the client's uvloop, a PostgreSQL server and libpq.
+STORES_APT = ["nginx", "libfcgi-dev", "pkg-config", "postgresql", "libpq-dev", "python3-venv"]
 NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"
 SPREAD_JOBS = 100
 TICK = os.sysconf("SC_CLK_TCK")
@@ -71,8 +74,11 @@ def log(msg):
 # set-up
 
 
-def ensure_packages(classic=True):
-    subprocess.run([os.path.join(REPO, "scripts", "ensure-packages")] + (APT if classic else FANOUT_APT), check=True)
+def ensure_packages(rows):
+    """The Debian and PyPI packages the row sets in `rows` need."""
+    classic = "classic" in rows
+    apt = (APT if classic else []) + (FANOUT_APT if rows & {"fanout", "variants"} else []) + (STORES_APT if "stores" in rows else [])
+    subprocess.run([os.path.join(REPO, "scripts", "ensure-packages")] + list(dict.fromkeys(apt)), check=True)
     if not os.path.exists(VPY):
         subprocess.run(["/usr/bin/python3", "-m", "venv", VENV], check=True)
     modules = "django, gunicorn, uvicorn, uvloop, django_redis, httptools" if classic else "uvloop"
@@ -116,6 +122,17 @@ def proc_cpu(pid):
             s = f.read()
         fields = s[s.rfind(")") + 2:].split()
         return (int(fields[11]) + int(fields[12])) / TICK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def proc_children_cpu(pid):
+    """CPU seconds of the children the process has waited for (cutime + cstime)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            s = f.read()
+        fields = s[s.rfind(")") + 2:].split()
+        return (int(fields[13]) + int(fields[14])) / TICK
     except (OSError, IndexError, ValueError):
         return 0.0
 
@@ -625,6 +642,22 @@ def dispatch_overhead(bin_dir, batch):
 # report
 
 
+def splice_section(doc, head, section):
+    """Puts `section` (starting with the `head` line) into doc in place of the section under that
+    heading, else before the soak: the other sections stay as they were generated. Notes inside a
+    section use ### headings only."""
+    text = open(doc).read() if os.path.exists(doc) else ""
+    start = text.find(head)
+    if start >= 0:
+        end = text.find("\n## ", start + len(head))
+        text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
+    else:
+        at = text.find("## Soak")
+        text = (text[:at] + section + "\n" + text[at:]) if at >= 0 else text + "\n" + section
+    with open(doc, "w") as f:
+        f.write(text)
+
+
 def versions(bin_dir):
     def sh(cmd):
         try:
@@ -694,6 +727,7 @@ def write_report(rows, extras, facts, runs, path):
     A("```")
     A("make bench ROWS=classic                      # these tables (N = 1000, 5000, 10000), ~25 min")
     A("make bench ROWS=fanout                       # Herald / nchan / relay floor at 5,000 streams, ~8 min")
+    A("make bench ROWS=stores                       # the PostgreSQL store beside the state directory, ~9 min")
     A("make bench ROWS=variants                     # the relay floor under other nginx settings")
     A("BENCH_N=1000,5000 BENCH_SYSTEMS=herald,nchan make bench")
     A("/usr/bin/python3 bench/run.py --quick        # a dry run: small N, short windows")
@@ -777,7 +811,8 @@ def write_report(rows, extras, facts, runs, path):
         A(f"- {t}")
     A("")
     # Sections written by the other benchmarks, then the hand-written reading.
-    for name in ("fanout-result.md", "fanout-notes.md", "soak-result.md", "scan-result.md", "reading.md"):
+    for name in ("fanout-result.md", "fanout-notes.md", "stores-result.md", "stores-notes.md", "soak-result.md",
+                 "scan-result.md", "reading.md"):
         section = os.path.join(BENCH, name)
         if os.path.exists(section):
             A(open(section).read())
@@ -869,11 +904,11 @@ def main():
     p.add_argument("--report-only", action="store_true", help="rewrite docs from bench/results/*.json")
     p.add_argument("--keep", action="store_true", help="keep earlier results in bench/results (re-measure some rows)")
     p.add_argument("--extras-only", action="store_true", help="only submit throughput and dispatch overhead")
-    p.add_argument("--rows", default="all", help="classic, fanout or all (default)")
+    p.add_argument("--rows", default="all", help="classic, fanout, stores or all (default); variants alone")
     args = p.parse_args()
-    rows = {"all": {"classic", "fanout"}}.get(args.rows, set(args.rows.split(",")))
-    if not rows or rows - {"classic", "fanout", "variants"} or ("variants" in rows and len(rows) > 1):
-        p.error(f"--rows: classic, fanout, all or variants (alone), not {args.rows!r}")
+    rows = {"all": {"classic", "fanout", "stores"}}.get(args.rows, set(args.rows.split(",")))
+    if not rows or rows - {"classic", "fanout", "stores", "variants"} or ("variants" in rows and len(rows) > 1):
+        p.error(f"--rows: classic, fanout, stores, all or variants (alone), not {args.rows!r}")
     args.argv = ["bench/run.py"] + sys.argv[1:]
     default_n = "200,1000" if args.quick else "1000,5000,10000"
     args.n_list = os.environ.get("BENCH_N", default_n)
@@ -890,23 +925,34 @@ def main():
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    if rows in ({"fanout"}, {"variants"}):
+    if "classic" not in rows:
         import fanout
+        import stores
         if not args.report_only:
-            ensure_packages(classic=False)
+            ensure_packages(rows)
             raise_nofile()
+            bin_dir = build_herald()
             try:
-                fanout.main(build_herald(), RESULTS, args.quick, args.argv, args.keep, variants="variants" in rows)
+                if rows & {"fanout", "variants"}:
+                    fanout.main(bin_dir, RESULTS, args.quick, args.argv, args.keep, variants="variants" in rows)
+                if "stores" in rows:
+                    stores.main(bin_dir, RESULTS, args.quick, args.argv, args.keep)
             except KeyboardInterrupt:
                 log("interrupted; everything started was stopped")
                 return 130
         else:
-            fanout.report(RESULTS, variants="variants" in rows)
-        fanout.splice_section(doc)
-        log(f"wrote the fan-out section of {doc}")
+            if rows & {"fanout", "variants"}:
+                fanout.report(RESULTS, variants="variants" in rows)
+            if "stores" in rows:
+                stores.report(RESULTS)
+        if rows & {"fanout", "variants"}:
+            fanout.splice_section(doc)
+        if "stores" in rows:
+            stores.splice_section(doc)
+        log(f"wrote the {', '.join(sorted(rows))} section(s) of {doc}")
         return 0
     if not args.report_only:
-        ensure_packages()
+        ensure_packages(rows)
         raise_nofile()
         bin_dir = build_herald()
         facts = versions(bin_dir)
@@ -914,7 +960,7 @@ def main():
         log(f"load average {' '.join(facts['load_start'])}; systems {systems}; N {ns}; window {args.window}s")
         if not args.keep:
             for f in os.listdir(RESULTS):
-                if f.endswith(".json") and not f.startswith(("soak", "fanout")):
+                if f.endswith(".json") and not f.startswith(("soak", "fanout", "stores")):
                     os.unlink(os.path.join(RESULTS, f))
         shutil.rmtree(WORK, ignore_errors=True)
         os.makedirs(WORK)
@@ -931,6 +977,9 @@ def main():
             if "fanout" in rows:
                 import fanout
                 fanout.main(bin_dir, RESULTS, args.quick, args.argv, args.keep)
+            if "stores" in rows:
+                import stores
+                stores.main(bin_dir, RESULTS, args.quick, args.argv, args.keep)
             for name in ([] if args.extras_only else systems):
                 for scenario in scenarios:
                     n_values = django_ns(name, ns, args.quick) if name.startswith("django") else ns
@@ -972,7 +1021,7 @@ def main():
     # The report: every per-run result in bench/results (with --keep, earlier runs too).
     rows = []
     for f in sorted(os.listdir(RESULTS)):
-        if f.endswith(".json") and f not in ("facts.json", "extras.json", "summary.json", "fanout.json") and not f.startswith("soak"):
+        if f.endswith(".json") and f not in ("facts.json", "extras.json", "summary.json", "fanout.json", "stores.json") and not f.startswith("soak"):
             rows.append(json.load(open(os.path.join(RESULTS, f))))
     extras_path = os.path.join(RESULTS, "extras.json")
     extras = json.load(open(extras_path)) if os.path.exists(extras_path) else {}

@@ -3,6 +3,8 @@
 initdb refuses root, so as root initdb and pg_ctl run as `nobody` (setpriv) in a directory of their
 own; the server listens on a unix socket in that directory only, with fsync off. stop() ends it by
 its data directory (pg_ctl), and is registered with atexit, so a failing test or a Ctrl-C stops it too.
+`durable=True` keeps fsync, synchronous_commit and full_page_writes as PostgreSQL ships them (the
+bench: the directory store it is compared with fsyncs too).
 """
 
 import atexit
@@ -36,7 +38,8 @@ def _free_port(host: str) -> int:
 class PostgresCluster:
     """initdb + pg_ctl in `directory` (a fresh temporary one when None); start() before use."""
 
-    def __init__(self, directory: str | None = None, superuser: str = "herald", listen: list | tuple = ()):
+    def __init__(self, directory: str | None = None, superuser: str = "herald", listen: list | tuple = (),
+                 durable: bool = False):
         self.bin = server_binaries()
         if self.bin is None:
             raise ClusterError("PostgreSQL server binaries not found under /usr/lib/postgresql (apt-get install postgresql)")
@@ -48,6 +51,7 @@ class PostgresCluster:
         # TCP addresses to listen on as well (a test's other "hosts" reach it there), on a free port.
         self.listen = list(listen)
         self.port = _free_port(self.listen[0]) if self.listen else 5432
+        self.durable = durable
         self._counter = 0
         self._started = False
 
@@ -74,8 +78,9 @@ class PostgresCluster:
 
     def start_server(self) -> None:
         listen = ",".join(self.listen)
-        opts = (f"-k {self.directory} -p {self.port} -c listen_addresses='{listen}' -c fsync=off -c synchronous_commit=off "
-                "-c full_page_writes=off -c max_connections=300")
+        opts = f"-k {self.directory} -p {self.port} -c listen_addresses='{listen}' -c max_connections=300"
+        if not self.durable:
+            opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._as_server([f"{self.bin}/pg_ctl", "-D", self.data, "-l", self.log, "-w", "-o", opts, "start"])
         self._started = True
 
