@@ -11,7 +11,7 @@
                 With HERALD_TEST_STORE=postgres every stack runs on a fresh database of the
                 session's private PostgreSQL cluster (support_postgres.py) instead of a state
                 directory; tests that read or write the state directory themselves are marked
-                @pytest.mark.directory_only and skipped there, with that reason.
+                @pytest.mark.directory_only("what it checks") and skipped there, with that reason.
     browser     headless Chromium through Debian's chromium-driver (selenium).
     make_browser  a factory of them, each with its own cookies (one per user).
 
@@ -35,16 +35,17 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "stack(**kwargs): keyword arguments for the `stack` fixture's Stack")
-    config.addinivalue_line("markers", "directory_only: the test reads or writes the state directory itself")
+    config.addinivalue_line("markers", "directory_only(why): the test reads or writes the state directory itself (why: what it checks)")
 
 
 def pytest_collection_modifyitems(config, items):
     if STORE != "postgres":
         return
-    skip = pytest.mark.skip(reason="reads or writes the state directory itself (HERALD_TEST_STORE=postgres)")
     for item in items:
-        if item.get_closest_marker("directory_only"):
-            item.add_marker(skip)
+        marker = item.get_closest_marker("directory_only")
+        if marker:
+            why = marker.args[0] if marker.args else "reads or writes the state directory itself"
+            item.add_marker(pytest.mark.skip(reason=f"directory store only: {why}"))
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -424,6 +424,33 @@ class StateWriter:
             f.write(data)
 
 
+def stored_jobs(stack) -> int:
+    """How many jobs a stack without a runner holds: submissions in new/, or rows of herald.jobs."""
+    if stack.database_url:
+        return int(psql(stack.database_url, "SELECT count(*) FROM herald.jobs"))
+    return len(os.listdir(os.path.join(stack.state_dir, "new")))
+
+
+def idempotency_records(stack) -> list:
+    """Each stored Idempotency-Key record as text: a file's name and contents, or a row of herald.idempotency_keys."""
+    if stack.database_url:
+        return psql(stack.database_url, "SELECT key_hash || ' ' || body_hash || ' ' || job_id FROM herald.idempotency_keys").splitlines()
+    keys = os.path.join(stack.state_dir, "idempotency")
+    return [name + " " + open(os.path.join(keys, name)).read() for name in os.listdir(keys)]
+
+
+def age_idempotency_records(stack, seconds: float) -> None:
+    """Makes every Idempotency-Key record `seconds` older."""
+    if stack.database_url:
+        psql(stack.database_url, f"UPDATE herald.idempotency_keys SET created = created - interval '{seconds} seconds'")
+        return
+    keys = os.path.join(stack.state_dir, "idempotency")
+    for name in os.listdir(keys):
+        path = os.path.join(keys, name)
+        t = os.stat(path).st_mtime - seconds
+        os.utime(path, (t, t))
+
+
 def fcgi_threads(stack) -> int:
     with open(f"/proc/{stack.fcgi_proc.pid}/status") as f:
         for line in f:

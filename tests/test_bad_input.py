@@ -20,6 +20,8 @@ import uuid
 
 import pytest
 
+from support_herald import psql, stored_jobs
+
 UNKNOWN_ID = "01m896dd5ehfxqjj8w8e3jj7zq"
 ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 
@@ -148,8 +150,10 @@ def test_odd_ids_in_every_id_position_answer_404_and_never_reach_a_file(stack):
         status, hdrs, body = stack.request("GET", f"/jobs/events?ids={ids}")
         assert status in (400, 404), (ids, status)
         assert_json_error(status, hdrs, body, status)
-    # Nothing odd was created in the state directory.
-    for sub in os.listdir(stack.state_dir):
+    # Nothing odd was created in the store.
+    if stack.database_url:
+        assert psql(stack.database_url, "SELECT id FROM herald.jobs WHERE id !~ '^[0-9a-hjkmnp-tv-z]{26}$'") == ""
+    for sub in os.listdir(stack.state_dir) if not stack.database_url else ():
         path = os.path.join(stack.state_dir, sub)
         if os.path.isdir(path):
             for name in os.listdir(path):
@@ -220,7 +224,7 @@ def test_content_length_lies_and_odd_framing_never_reach_the_app_as_5xx(make_sta
     assert got == [413], got
     # A GET with a body is answered as a GET.
     assert statuses(raw(stack, b"GET /jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc")) == [200]
-    assert len(os.listdir(os.path.join(stack.state_dir, "new"))) == 1  # only the chunked good one
+    assert stored_jobs(stack) == 1  # only the chunked good one
     assert_healthy(stack)
 
 
@@ -267,7 +271,7 @@ def test_malformed_json_answers_400_and_herald_fcgi_survives(make_stack):
         status, hdrs, data = submit_raw(stack, body)
         # A UTF-8 BOM is not JSON (RFC 8259 §8.1: senders must not add one): refused like the rest.
         assert_json_error(status, hdrs, data, 400)
-    assert os.listdir(os.path.join(stack.state_dir, "new")) == []
+    assert stored_jobs(stack) == 0
     assert_healthy(stack)
 
 
@@ -417,7 +421,7 @@ def test_a_token_anywhere_but_authorization_bearer_is_refused_401(make_stack, tm
     # The token in the body is not a token.
     status, hdrs, data = stack.request("POST", "/jobs", {**body, "access_token": token, "token": token})
     assert_json_error(status, hdrs, data, 401)
-    assert os.listdir(os.path.join(stack.state_dir, "new")) == []
+    assert stored_jobs(stack) == 0
     # The one right place works; the scheme word is case-insensitive (RFC 9110 §11.1).
     for scheme in ("Bearer", "bearer", "BEARER"):
         assert stack.request("POST", "/jobs", body, {"Authorization": f"{scheme} {token}"})[0] == 201
@@ -527,6 +531,8 @@ def test_twenty_log_followers_that_never_read_do_not_delay_another_jobs_stream(m
 # the web side's write access: forged submissions in new/
 
 
+@pytest.mark.directory_only("files forged into new/, the directory's submission channel (on PostgreSQL the web role "
+                            "can only call herald.submit(), which takes fresh jobs only: Tests/HeraldPostgresTests/RoleTests)")
 def test_forged_submissions_in_new_cannot_rewrite_a_job_or_skip_param_checks(make_stack, tmp_path):
     """herald-fcgi (user herald-web) may write new/, so a compromised web process could
     drop any JSON there. The runner ingests only fresh queued jobs under an unused ID whose

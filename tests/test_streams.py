@@ -378,7 +378,7 @@ def test_dashboard_stream_needs_a_token_and_gets_jobs_submitted_after_it_connect
         assert_stream_head(s)
 
 
-@pytest.mark.directory_only
+@pytest.mark.directory_only("writes 2,500 status files into jobs/ directly")
 def test_a_dashboard_snapshot_larger_than_the_outbox_is_paced_not_dropped(make_stack):
     """2,500 jobs not yet ended (about 1.6 MB of status events, more than a stream's 1 MiB
     outbox) when a dashboard connects: it gets every one of them and is not dropped."""
@@ -699,7 +699,7 @@ def fast_workdir(tmp_path):
 KEPT_JOBS = 30_000
 
 
-@pytest.mark.directory_only
+@pytest.mark.directory_only("writes tens of thousands of kept jobs into jobs/ directly")
 def test_dashboards_connecting_over_many_kept_jobs_do_not_delay_another_streams_events(fast_workdir, make_stack):
     """SPEC §5: nobody delays anyone else's events. With many kept jobs (ended, long retention),
     each dashboard that connects gets the jobs not yet ended; gathering them must not hold up the
@@ -739,7 +739,7 @@ def test_dashboards_connecting_over_many_kept_jobs_do_not_delay_another_streams_
     assert ms[len(ms) // 2] <= 50 and ms[-1] < 1000, ms
 
 
-@pytest.mark.directory_only
+@pytest.mark.directory_only("removes jobs/ID.json under its streams, seen by inotify or polling")
 @pytest.mark.parametrize("watch", ["inotify", "poll"])
 def test_a_stream_whose_job_file_disappears_ends_and_the_reconnect_gets_404(make_stack, watch):
     """A job removed from under its streams (`rm jobs/ID.json`, a wiped state directory): its

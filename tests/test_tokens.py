@@ -4,7 +4,8 @@
 import os
 import secrets
 
-from support_herald import READ_SECRET as SECRET, assert_error, mint_read_token as mint, wait_until
+from support_herald import (READ_SECRET as SECRET, age_idempotency_records, assert_error, idempotency_records,
+                           mint_read_token as mint, stored_jobs, wait_until)
 
 SUBMIT_TOKEN = "submitter-" + "s" * 40
 
@@ -36,7 +37,7 @@ def test_a_query_access_token_is_401_whatever_else_the_request_carries_naming_th
             err = assert_error(status, hdrs, data, 401, "unauthorized", leaks=(SUBMIT_TOKEN,))
             assert "Authorization" in err["message"] and "read token" in err["message"], err
             assert hdrs.get("www-authenticate", "").startswith("Bearer"), hdrs
-    assert len(os.listdir(os.path.join(stack.state_dir, "new"))) == 1, "a refused submission left a job"
+    assert stored_jobs(stack) == 1, "a refused submission left a job"
 
 
 def test_no_token_from_the_query_string_reaches_the_access_log(make_stack, tmp_path):
@@ -183,7 +184,7 @@ def test_fifty_concurrent_posts_with_one_idempotency_key_create_exactly_one_job(
     assert statuses == [200] * 49 + [201], statuses
     assert len({a[2]["id"] for a in answers}) == 1, {a[2]["id"] for a in answers}
     assert all(a[1].get("location") == f"/jobs/{answers[0][2]['id']}" for a in answers)
-    assert len(os.listdir(os.path.join(stack.state_dir, "new"))) == 1
+    assert stored_jobs(stack) == 1
     # Equal as JSON: member order and spacing do not matter.
     same = b'{ "owner": "user-42", "params": {"steps": "3"}, "kind": "demo" }'
     status, _, data = stack.request("POST", "/jobs", same, {**headers, "Content-Type": "application/json"})
@@ -192,11 +193,12 @@ def test_fifty_concurrent_posts_with_one_idempotency_key_create_exactly_one_job(
     status, hdrs, data = stack.request("POST", "/jobs", {**body, "params": {"steps": "4"}}, headers)
     assert_error(status, hdrs, data, 422, "idempotency_key_reused")
     # Scoped to the submitter: another token, or none, is another scope.
-    assert len(os.listdir(os.path.join(stack.state_dir, "new"))) == 1
+    assert stored_jobs(stack) == 1
     # The key and the token are stored nowhere.
-    for name in os.listdir(os.path.join(stack.state_dir, "idempotency")):
-        text = open(os.path.join(stack.state_dir, "idempotency", name)).read()
-        assert "order-1234" not in name + text and SUBMIT_TOKEN not in name + text
+    records = idempotency_records(stack)
+    assert len(records) == 1, records
+    for text in records:
+        assert "order-1234" not in text and SUBMIT_TOKEN not in text
     for bad in ("", "x" * 256, "caf\u00e9", "a b"):
         status, hdrs, data = stack.request("POST", "/jobs", body, {**AUTH, "Idempotency-Key": bad.encode("utf-8").decode("latin-1")})
         assert_error(status, hdrs, data, 400)
@@ -219,17 +221,15 @@ def test_herald_runner_submit_idempotency_key_across_processes_and_gc(make_stack
     outs = [p.communicate(timeout=60) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     assert len({o[0].strip() for o in outs}) == 1, outs
-    assert len(os.listdir(os.path.join(stack.state_dir, "new"))) == 1
+    assert stored_jobs(stack) == 1
     other = subprocess.run(argv[:4] + ["steps=3"] + argv[5:], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert other.returncode == 65 and "idempotency-key" in other.stderr
     # gc forgets keys older than 24 h.
-    keys = os.path.join(stack.state_dir, "idempotency")
-    (name,) = os.listdir(keys)
-    old = __import__("time").time() - 86400 - 60
-    os.utime(os.path.join(keys, name), (old, old))
+    assert len(idempotency_records(stack)) == 1
+    age_idempotency_records(stack, 86400 + 60)
     gc = runner_cli(stack, "gc")
     assert gc.returncode == 0 and "idempotency" in gc.stdout, gc
-    assert os.listdir(keys) == []
+    assert idempotency_records(stack) == []
 
 
 # ---------------------------------------------------------------------------

@@ -42,28 +42,13 @@ public struct PostgresRows: Sendable {
     /// A boolean value (`t`/`f`); nil for NULL.
     public func bool(_ row: Int, _ column: Int) -> Bool? { string(row, column).map { $0 == "t" } }
 
-    /// A `bytea` value (hex output, `\x…`); nil for NULL or another form.
+    /// A `bytea` value (hex output, `\x…`); nil for NULL. Decoded by libpq: a log answer is megabytes.
     public func bytes(_ row: Int, _ column: Int) -> [UInt8]? {
         guard let text = string(row, column) else { return nil }
-        let hex = Array(text.utf8)
-        guard hex.count >= 2, hex[0] == UInt8(ascii: "\\"), hex[1] == UInt8(ascii: "x"), hex.count % 2 == 0 else { return nil }
-        var out = [UInt8]()
-        out.reserveCapacity((hex.count - 2) / 2)
-        var k = 2
-        while k < hex.count {
-            guard let high = nibble(hex[k]), let low = nibble(hex[k + 1]) else { return nil }
-            out.append(high << 4 | low)
-            k += 2
-        }
-        return out
-    }
-}
-
-private func nibble(_ c: UInt8) -> UInt8? {
-    switch c {
-    case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
-    case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
-    case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
-    default: return nil
+        var length = 0
+        let decoded = text.withCString { PQunescapeBytea(UnsafeRawPointer($0).assumingMemoryBound(to: UInt8.self), &length) }
+        guard let decoded else { return nil }
+        defer { PQfreemem(decoded) }
+        return Array(UnsafeBufferPointer(start: decoded, count: length))
     }
 }

@@ -14,6 +14,8 @@ public final class PostgresClaim: JobClaim, Sendable {
     let session: RunnerLiveness.Session
     private let store: PostgresStore
     private let ended = Atomic<Bool>(false)
+    /// Where this attempt's next append starts (read once, then advanced by each append).
+    private let logEnd = Mutex<Int?>(nil)
 
     init(store: PostgresStore, job: Job, token: Int64, session: RunnerLiveness.Session) {
         self.store = store
@@ -48,26 +50,38 @@ public final class PostgresClaim: JobClaim, Sendable {
         if !written { throw .claimLost(id) }
     }
 
-    /// Appends program output; the size moves and the chunk lands in one statement.
+    /// Appends program output at the offset this attempt expects: the size moves and the chunk lands in
+    /// one statement, only while the log still ends there. A retry whose first try committed (the pool
+    /// runs a statement once more when a stale connection failed, and the reply may be what was lost)
+    /// finds the log already past its chunk and adds nothing, so no output is ever written twice.
     public func appendLog(_ bytes: [UInt8]) throws(StoreError) {
         guard !bytes.isEmpty else { return }
         try checkSession()
-        let written = try store.pool.with { connection -> Bool in
-            let rows = try connection.execute("""
-                WITH u AS (UPDATE herald.jobs SET log_size = log_size + $3 WHERE id = $1 AND claim = $2 RETURNING id, log_size - $3 AS start),
-                     i AS (INSERT INTO herald.job_logs (job_id, start, data) SELECT id, start, $4 FROM u RETURNING job_id)
+        let start: Int
+        if let known = logEnd.withLock({ $0 }) { start = known } else { start = try logSize() }
+        let end = start + bytes.count
+        let size = try store.pool.with { connection -> Int? in
+            let appended = try connection.execute("""
+                WITH u AS (UPDATE herald.jobs SET log_size = $5::bigint + $3 WHERE id = $1 AND claim = $2 AND log_size = $5 RETURNING id),
+                     i AS (INSERT INTO herald.job_logs (job_id, start, data) SELECT id, $5, $4 FROM u RETURNING job_id)
                 SELECT pg_notify('herald', 'l ' || job_id) FROM i
-                """, [.text(id.text), .int(token), .int(bytes.count), .bytes(bytes)])
-            return rows.count == 1
+                """, [.text(id.text), .int(token), .int(bytes.count), .bytes(bytes), .int(start)])
+            if appended.count == 1 { return end }
+            return try connection.execute("SELECT log_size FROM herald.jobs WHERE id = $1 AND claim = $2", [.text(id.text), .int(token)]).int(0, 0)
         }
-        if !written { throw .claimLost(id) }
+        guard let size else { throw .claimLost(id) }
+        guard size == end else {
+            throw .corrupt("job \(id)'s log holds \(size) bytes; this attempt's append expected it to end at \(start)")
+        }
+        logEnd.withLock { $0 = end }
     }
 
-    /// How many bytes the job's log holds (all attempts).
+    /// How many bytes the job's log holds (all attempts); this attempt appends from there.
     public func logSize() throws(StoreError) -> Int {
         try checkSession()
         let rows = try store.pool.with { try $0.execute("SELECT log_size FROM herald.jobs WHERE id = $1 AND claim = $2", [.text(id.text), .int(token)]) }
         guard let size = rows.int(0, 0) else { throw .claimLost(id) }
+        logEnd.withLock { $0 = size }
         return size
     }
 

@@ -102,25 +102,30 @@ public final class PostgresStore: RunnerStore, Sendable {
         try pool.with { try $0.execute("SELECT herald.request_cancel($1)", [.text(id.text)]) }
     }
 
+    /// Past any log (2^48 bytes): offsets from a URL are clamped to it, so the sums in SQL cannot overflow.
+    static let logOffsetLimit = 1 << 48
+
     public func log(_ id: JobID, from offset: Int, maxBytes: Int) throws(StoreError) -> LogRead {
         // One statement, one snapshot: the size and the chunks agree. The chunk holding `offset` is
-        // found by the index (the last start at or before it), not by scanning the chunks before it.
+        // found by the index (the last start at or before it), not by scanning the chunks before it,
+        // and each chunk yields only its part of [offset, offset + maxBytes): a chunk may be megabytes
+        // (a writer's one append), and the hub reads 64 KiB at a time on its own thread.
         let rows = try pool.with {
             try $0.execute("""
-                SELECT j.log_size, l.start, l.data FROM herald.jobs j
+                SELECT j.log_size, l.start,
+                       substring(l.data FROM (least(greatest($2::bigint - l.start, 0), length(l.data)) + 1)::int
+                                        FOR greatest(least(l.start + length(l.data), $2::bigint + $3::bigint) - greatest(l.start, $2::bigint), 0)::int)
+                FROM herald.jobs j
                 LEFT JOIN herald.job_logs l ON l.job_id = j.id AND l.start < $2::bigint + $3::bigint
                     AND l.start >= coalesce((SELECT max(start) FROM herald.job_logs WHERE job_id = $1 AND start <= $2::bigint), 0)
                 WHERE j.id = $1 ORDER BY l.start
-                """, [.text(id.text), .int(max(0, offset)), .int(max(0, maxBytes))])
+                """, [.text(id.text), .int(min(max(0, offset), Self.logOffsetLimit)), .int(min(max(0, maxBytes), Self.logOffsetLimit))])
         }
         guard let size = rows.int(0, 0) else { return LogRead(bytes: [], atEnd: true) }
         var bytes: [UInt8] = []
         for row in 0..<rows.count {
-            guard let start = rows.int(row, 1), let data = rows.bytes(row, 2) else { continue }
-            let from = max(0, offset - start)
-            guard from < data.count else { continue }
-            bytes += data[from..<min(data.count, from + maxBytes - bytes.count)]
-            if bytes.count >= maxBytes { break }
+            guard let slice = rows.bytes(row, 2) else { continue }
+            bytes += slice
         }
         return LogRead(bytes: bytes, atEnd: offset + bytes.count >= size)
     }

@@ -138,7 +138,8 @@ import Testing
         for chunk in chunks { try claim.appendLog(chunk) }
         let all = chunks.flatMap { $0 }
         #expect(try claim.logSize() == all.count)
-        for (offset, max) in [(0, 5000), (0, 3), (7, 3), (5, 4), (9, 1), (500, 600), (all.count - 2, 10), (all.count, 10), (all.count + 5, 10)] {
+        for (offset, max) in [(0, 5000), (0, 3), (7, 3), (5, 4), (9, 1), (500, 600), (all.count - 2, 10), (all.count, 10), (all.count + 5, 10),
+                              (118_342_099_867, 10), (Int.max, Int.max), (0, Int.max)] {
             let read = try store.log(job.id, from: offset, maxBytes: max)
             let expected = offset < all.count ? Array(all[offset..<min(all.count, offset + max)]) : []
             #expect(read.bytes == expected, "offset \(offset) max \(max)")
