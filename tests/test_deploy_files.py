@@ -89,21 +89,26 @@ def test_snippet_passes_nginx_t(tmp_path):
     nginx_t(d)
 
 
-def test_example_site_passes_nginx_t(tmp_path):
-    d = str(tmp_path)
+def with_throwaway_certificate(site: str, d: str) -> str:
+    """An example site's text pointing at a certificate made for the test in d, and logging there."""
     openssl = shutil.which("openssl")
     assert openssl, "openssl is needed to make a throwaway certificate for the example site"
     subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=example.com",
                     "-keyout", f"{d}/key.pem", "-out", f"{d}/cert.pem", "-days", "1"],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return (site.replace("/etc/letsencrypt/live/example.com/fullchain.pem", f"{d}/cert.pem")
+                .replace("/etc/letsencrypt/live/example.com/privkey.pem", f"{d}/key.pem")
+                .replace("/var/log/nginx/", f"{d}/"))
+
+
+def test_example_site_passes_nginx_t(tmp_path):
+    d = str(tmp_path)
     site = read(os.path.join(REPO, "nginx/example-site.conf"))
     assert re.search(r"listen 443 ssl http2;", site)
     assert "include snippets/herald.conf;" in site
     for directive in ("worker_processes", "worker_connections", "worker_rlimit_nofile", "worker_shutdown_timeout"):
         assert directive in site, f"the header comment should explain {directive}"
-    site = (site.replace("/etc/letsencrypt/live/example.com/fullchain.pem", f"{d}/cert.pem")
-                .replace("/etc/letsencrypt/live/example.com/privkey.pem", f"{d}/key.pem")
-                .replace("/var/log/nginx/", f"{d}/"))
+    site = with_throwaway_certificate(site, d)
     write(os.path.join(d, "site.conf"), site)
     os.makedirs(os.path.join(d, "snippets"), exist_ok=True)
     shutil.copyfile(os.path.join(REPO, "nginx/herald.conf"), os.path.join(d, "snippets", "herald.conf"))
@@ -117,11 +122,6 @@ def test_example_site_passes_nginx_t(tmp_path):
 
 def test_example_cluster_passes_nginx_t_with_the_snippet_its_comment_makes(tmp_path):
     d = str(tmp_path)
-    openssl = shutil.which("openssl")
-    assert openssl, "openssl is needed to make a throwaway certificate for the example site"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=example.com",
-                    "-keyout", f"{d}/key.pem", "-out", f"{d}/cert.pem", "-days", "1"],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     site = read(os.path.join(REPO, "nginx/example-cluster.conf"))
     # The header's sed command, applied as written: each of its substitutions must find its text.
     snippet = read(os.path.join(REPO, "nginx/herald.conf"))
@@ -131,9 +131,7 @@ def test_example_cluster_passes_nginx_t_with_the_snippet_its_comment_makes(tmp_p
         assert old in snippet, f"example-cluster.conf's sed looks for {old!r}, which herald.conf no longer has"
         snippet = snippet.replace(old, new)
     assert "fastcgi_next_upstream off;" not in snippet and "unix:/run/herald/fcgi.sock" not in snippet
-    site = (site.replace("/etc/letsencrypt/live/example.com/fullchain.pem", f"{d}/cert.pem")
-                .replace("/etc/letsencrypt/live/example.com/privkey.pem", f"{d}/key.pem")
-                .replace("/var/log/nginx/", f"{d}/"))
+    site = with_throwaway_certificate(site, d)
     write(os.path.join(d, "site.conf"), site)
     os.makedirs(os.path.join(d, "snippets"), exist_ok=True)
     write(os.path.join(d, "snippets", "herald-cluster.conf"), snippet)
