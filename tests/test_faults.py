@@ -431,7 +431,7 @@ def fcgi_log_since(stack, offset):
 
 
 @pytest.mark.directory_only("a full filesystem under the state directory (on PostgreSQL a store that cannot be "
-                            "reached answers 503 too: test_postgres.py's restart test)")
+                            "reached answers 503 too: test_cluster.py's PostgreSQL restart test)")
 @pytest.mark.parametrize("exhaust", ["blocks", "inodes"])
 def test_a_full_state_directory_answers_503_with_a_log_line_and_recovers_with_nothing_half_written(make_stack, small_tmpfs, exhaust):
     """blocks: the temp file opens but its write fails (it must be unlinked);
@@ -493,7 +493,7 @@ def test_a_full_state_directory_answers_503_with_a_log_line_and_recovers_with_no
 
 
 @pytest.mark.directory_only("a read-only state directory (on PostgreSQL a store that cannot be reached answers "
-                            "503 too: test_postgres.py's restart test)")
+                            "503 too: test_cluster.py's PostgreSQL restart test)")
 def test_a_read_only_state_directory_answers_503_on_submit_and_cancel_and_recovers(make_stack, small_tmpfs):
     state = small_tmpfs
     stack = make_stack(workdir=state.parent, runner=False)  # no runner: a queued job stays cancelable
