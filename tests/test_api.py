@@ -516,7 +516,7 @@ def _fill(directory: str) -> None:
         os.close(fd)
 
 
-@pytest.mark.directory_only("a state directory herald-fcgi cannot write (on PostgreSQL: test_postgres.py's restart test answers 503)")
+@pytest.mark.directory_only("a state directory herald-fcgi cannot write (on PostgreSQL: test_cluster.py's restart test answers 503)")
 def test_unwritable_state_dir_answers_503_and_leaves_nothing_half_written(make_stack, tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root to mount a small tmpfs as the state directory (chmod does not stop root)")
