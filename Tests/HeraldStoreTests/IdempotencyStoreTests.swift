@@ -1,7 +1,6 @@
 import Foundation
 import HeraldCore
 import HeraldPOSIX
-import Synchronization
 import Testing
 @testable import HeraldStore
 
@@ -13,26 +12,6 @@ import Testing
     func fresh(_ fixture: StoreFixture, owner: String? = nil) -> Job {
         let time = fixture.now()
         return Job(id: JobID(milliseconds: UInt64(time.milliseconds), random: RandomSource.bytes(10)), kind: "report", params: [:], owner: owner, now: time)
-    }
-
-    /// Submits `jobs` at once, a thread each, under one key: exactly one is created, and every other
-    /// submit gets that job back.
-    func expectOneJobFromConcurrentSubmits(_ store: DirectoryStore, _ jobs: [Job]) throws {
-        let outcomes = Mutex<[IdempotentSubmit?]>([])
-        let threads = jobs.map { job in
-            Thread {
-                let outcome = try? store.submit(job, idempotency: Self.key)
-                outcomes.withLock { $0.append(outcome) }
-            }
-        }
-        threads.forEach { $0.start() }
-        while outcomes.withLock({ $0.count }) < jobs.count { Thread.sleep(forTimeInterval: 0.005) }
-        let all = outcomes.withLock { $0 }
-        let created = all.compactMap { if case let .created(j)? = $0 { return j } else { return nil } }
-        let repeated = all.compactMap { if case let .repeated(j)? = $0 { return j } else { return nil } }
-        #expect(created.count == 1 && repeated.count == jobs.count - 1, "\(all)")
-        #expect(repeated.allSatisfy { $0.id == created.first?.id })
-        #expect(try store.jobs(JobFilter()).count == 1)
     }
 
     @Test func aRepeatWithTheSameBodyGetsTheSameJobAndAnotherBodyIsRefused() throws {
@@ -55,7 +34,7 @@ import Testing
         let fixture = try StoreFixture()
         let store = fixture.store
         let jobs = (0..<32).map { _ in fresh(fixture) }
-        try expectOneJobFromConcurrentSubmits(store, jobs)
+        try expectOneJobFromConcurrentSubmits(jobs.map { ($0, store) }, key: Self.key, listing: store)
     }
 
     @Test func gcExpiresRecordsOlderThanTheCutoffOnly() throws {
@@ -115,7 +94,7 @@ import Testing
         _ = try store.submit(first, idempotency: Self.key)
         try orphanRecord(fixture, first, age: 120)
         let jobs = (0..<16).map { _ in fresh(fixture) }
-        try expectOneJobFromConcurrentSubmits(store, jobs)
+        try expectOneJobFromConcurrentSubmits(jobs.map { ($0, store) }, key: Self.key, listing: store)
     }
 
     @Test func aKeyOlderThanADayIsFreeAgainBeforeGcRemovesIt() throws {

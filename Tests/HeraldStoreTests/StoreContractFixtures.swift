@@ -4,6 +4,7 @@ import HeraldPOSIX
 import HeraldPostgres
 import HeraldPostgresStore
 import HeraldPostgresTesting
+import Synchronization
 import Testing
 @testable import HeraldStore
 
@@ -118,4 +119,25 @@ final class ContractStore {
     func theContractRunsAgainstPostgres() {
         #expect(ContractStoreKind.all.contains { $0.name == "postgres" })
     }
+}
+
+/// Submits each job through its own store handle at once, a thread each, all under `key`: exactly one
+/// is created, every other submit gets that job back, and `listing` holds that one job alone.
+func expectOneJobFromConcurrentSubmits(_ submits: [(job: Job, store: any JobStore)], key: IdempotencyRecord,
+                                       listing: any JobStore) throws {
+    let outcomes = Mutex<[IdempotentSubmit?]>([])
+    let threads = submits.map { job, store in
+        Thread {
+            let outcome = try? store.submit(job, idempotency: key)
+            outcomes.withLock { $0.append(outcome) }
+        }
+    }
+    threads.forEach { $0.start() }
+    while outcomes.withLock({ $0.count }) < submits.count { Thread.sleep(forTimeInterval: 0.005) }
+    let all = outcomes.withLock { $0 }
+    let created = all.compactMap { if case let .created(job)? = $0 { return job } else { return nil } }
+    let repeated = all.compactMap { if case let .repeated(job)? = $0 { return job } else { return nil } }
+    #expect(created.count == 1 && repeated.count == submits.count - 1, "\(all)")
+    #expect(repeated.allSatisfy { $0.id == created.first?.id })
+    #expect(try listing.jobs(JobFilter()).count == 1)
 }

@@ -1,6 +1,5 @@
 import Foundation
 import HeraldCore
-import Synchronization
 import Testing
 import HeraldPOSIX
 import HeraldStore
@@ -56,21 +55,7 @@ import HeraldStore
         let jobs = (0..<16).map { _ in s.fresh() }
         // Each thread on its own handle, as separate requests (processes, hosts) are.
         let stores = try jobs.map { _ in try s.another() }
-        let outcomes = Mutex<[IdempotentSubmit?]>([])
-        let threads = zip(jobs, stores).map { job, store in
-            Thread {
-                let outcome = try? store.submit(job, idempotency: Self.key)
-                outcomes.withLock { $0.append(outcome) }
-            }
-        }
-        threads.forEach { $0.start() }
-        while outcomes.withLock({ $0.count }) < jobs.count { Thread.sleep(forTimeInterval: 0.005) }
-        let all = outcomes.withLock { $0 }
-        let created = all.compactMap { if case let .created(job)? = $0 { return job } else { return nil } }
-        let repeated = all.compactMap { if case let .repeated(job)? = $0 { return job } else { return nil } }
-        #expect(created.count == 1 && repeated.count == jobs.count - 1, "\(all)")
-        #expect(repeated.allSatisfy { $0.id == created.first?.id })
-        #expect(try s.store.jobs(JobFilter()).count == 1)
+        try expectOneJobFromConcurrentSubmits(zip(jobs, stores).map { ($0, $1) }, key: Self.key, listing: s.store)
     }
 
     @Test(arguments: ContractStoreKind.all)
