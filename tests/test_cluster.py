@@ -80,17 +80,24 @@ def task_kind(script, **extra):
     return {"command": [script], "params": {"steps": "^[0-9]+$"}, **extra}
 
 
+def two_nodes_streaming(make_cluster, tmp_path, steps: int, seconds: float):
+    """Two nodes and two runners; 10 jobs of `steps` tenths of a second, each followed by 20 streams
+    through the front, all open and a second in."""
+    raise_nofile(4096)
+    script, attempts = job_script(tmp_path)
+    cluster = make_cluster(kinds={"task": task_kind(script)}, nodes=2, runners=2)
+    jobs = [cluster.submit("task", {"steps": str(steps)})["id"] for _ in range(10)]
+    by_job, clients, thread = stream_clients(cluster, jobs, per_job=20, seconds=seconds)
+    wait_until(lambda: all(c.connected.is_set() for c in clients), 20, what="200 streams open")
+    time.sleep(1.0)
+    return cluster, attempts, jobs, by_job, clients, thread
+
+
 # ---------------------------------------------------------------------------
 
 
 def test_two_nodes_serve_200_streams_and_those_of_a_killed_node_resume_on_the_other(make_cluster, tmp_path):
-    raise_nofile(4096)
-    script, attempts = job_script(tmp_path)
-    cluster = make_cluster(kinds={"task": task_kind(script)}, nodes=2, runners=2)
-    jobs = [cluster.submit("task", {"steps": "60"})["id"] for _ in range(10)]
-    by_job, clients, thread = stream_clients(cluster, jobs, per_job=20, seconds=90)
-    wait_until(lambda: all(c.connected.is_set() for c in clients), 20, what="200 streams open")
-    time.sleep(1.0)
+    cluster, attempts, jobs, by_job, clients, thread = two_nodes_streaming(make_cluster, tmp_path, steps=60, seconds=90)
     cluster.kill_node(0)
     thread.join(100)
     truth = check_clients_saw_final(cluster, clients, by_job)
@@ -151,13 +158,7 @@ rm '{marks}'/$HERALD_JOB_ID
 
 
 def test_postgresql_restarting_under_200_streams_loses_no_final_state_and_submits_get_503_meanwhile(make_cluster, tmp_path):
-    raise_nofile(4096)
-    script, attempts = job_script(tmp_path)
-    cluster = make_cluster(kinds={"task": task_kind(script)}, nodes=2, runners=2)
-    jobs = [cluster.submit("task", {"steps": "50"})["id"] for _ in range(10)]
-    by_job, clients, thread = stream_clients(cluster, jobs, per_job=20, seconds=120)
-    wait_until(lambda: all(c.connected.is_set() for c in clients), 20, what="200 streams open")
-    time.sleep(1.0)
+    cluster, attempts, jobs, by_job, clients, thread = two_nodes_streaming(make_cluster, tmp_path, steps=50, seconds=120)
     cluster.pg.stop_server()
     status, _, body = cluster.json("POST", "/jobs", {"kind": "task", "params": {"steps": "1"}})
     assert status == 503, (status, body)
