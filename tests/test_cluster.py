@@ -135,26 +135,44 @@ def test_kill_9_of_a_runner_on_another_host_is_recovered_within_30s_without_a_se
 def test_concurrency_holds_across_both_runners_as_the_programs_see_it(make_cluster, tmp_path):
     marks = tmp_path / "running"
     marks.mkdir()
+    gate = tmp_path / "gate"
     script = tmp_path / "limited.sh"
-    # Each run leaves a file while it runs: the most files at once is what the programs saw.
+    # Each run leaves a file while it runs: the most files at once is what the programs saw. Runs
+    # wait for the gate, so the test decides when slots free up (no race decides who claims what).
     script.write_text(f"""#!/bin/sh
 touch '{marks}'/$HERALD_JOB_ID
 ls '{marks}' | wc -l >> '{tmp_path}/seen'
-sleep 0.6
+while [ ! -e '{gate}' ]; do sleep 0.05; done
+sleep 0.4
 ls '{marks}' | wc -l >> '{tmp_path}/seen'
 rm '{marks}'/$HERALD_JOB_ID
 """)
     script.chmod(0o755)
     cluster = make_cluster(kinds={"limited": {"command": [str(script)], "concurrency": 2}}, nodes=1, runners=2,
-                           runner_args=["--workers", "4"])
-    jobs = [cluster.submit("limited")["id"] for _ in range(10)]
-    for jid in jobs:
+                           idle_runners=[1], runner_args=["--workers", "4"])
+    running = lambda: len(list(marks.iterdir()))
+    first = [cluster.submit("limited")["id"] for _ in range(2)]
+    wait_until(lambda: running() == 2, 30, what="runner0 runs the first two jobs")
+    # Runner 1, with 4 free workers, sees the next submits (its watcher) and rescans every second,
+    # while runner 0 holds both slots of the kind.
+    cluster.start_runner(1)
+    pid = cluster.runners[1].pid
+    wait_until(lambda: f"|{pid}|" in cluster.pg.sql(f"SELECT '|' || pid || '|' FROM herald.runners", database=cluster.database),
+               20, interval=0.1, what="runner1 registered in the database")
+    rest = [cluster.submit("limited")["id"] for _ in range(6)]
+    time.sleep(2.5)
+    assert running() == 2, "a job started on runner1 while runner0 held both slots of the kind"
+    # Runner 0 stops claiming (SIGTERM) and ends its two runs once the gate opens: the rest go to runner 1.
+    os.kill(cluster.runners[0].pid, signal.SIGTERM)
+    gate.touch()
+    cluster.runners[0].wait(30)
+    for jid in first + rest:
         assert cluster.wait_job(jid, timeout=60)["state"] == "succeeded"
     seen = [int(x) for x in (tmp_path / "seen").read_text().split()]
     assert max(seen) <= 2, f"up to {max(seen)} ran at once"
-    assert max(seen) == 2, "never two at once: the test would not notice a broken limit"
     ran = {name: cluster.log(name).count("started") for name in ("runner0", "runner1")}
-    assert all(ran.values()), f"one runner ran everything ({ran}): the limit was not tested across runners"
+    assert max(seen) == 2, "never two at once: the test would not notice a broken limit"
+    assert ran == {"runner0": 2, "runner1": 6}, ran
 
 
 def test_postgresql_restarting_under_200_streams_loses_no_final_state_and_submits_get_503_meanwhile(make_cluster, tmp_path):
