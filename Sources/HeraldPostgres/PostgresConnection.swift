@@ -25,6 +25,12 @@ public final class PostgresConnection: @unchecked Sendable {
         ("client_encoding", "UTF8"),
     ]
 
+    /// Statements prepared on this session, by their text: each is parsed and planned once per
+    /// connection, not at every call (the hub and the runner repeat a few statements thousands of times).
+    private var prepared: [String: String] = [:]
+    /// Past this many, statements run unprepared: a caller building SQL from parts cannot fill the session.
+    static let maxPrepared = 64
+
     private init(handle: OpaquePointer) { self.handle = handle }
 
     deinit { close() }
@@ -96,17 +102,31 @@ public final class PostgresConnection: @unchecked Sendable {
     @discardableResult
     public func execute(_ sql: String, _ params: [PostgresValue] = []) throws(PostgresError) -> PostgresRows {
         guard let handle else { throw PostgresError(message: "connection closed", sqlState: nil, kind: .connection) }
-        let result: OpaquePointer?
-        if params.isEmpty {
-            result = PQexec(handle, sql)
-        } else {
-            let buffers = params.map { $0.buffer() }
-            defer { buffers.forEach { $0.pointer.map { free($0) } } }
-            let values: [UnsafePointer<CChar>?] = buffers.map { $0.pointer.map { UnsafePointer($0) } }
-            let lengths = buffers.map(\.length)
-            let formats = buffers.map(\.format)
-            result = PQexecParams(handle, sql, Int32(params.count), nil, values, lengths, formats, 0)
+        guard !params.isEmpty else { return try rows(of: PQexec(handle, sql)) }
+        let buffers = params.map { $0.buffer() }
+        defer { buffers.forEach { $0.pointer.map { free($0) } } }
+        let values: [UnsafePointer<CChar>?] = buffers.map { $0.pointer.map { UnsafePointer($0) } }
+        let lengths = buffers.map(\.length)
+        let formats = buffers.map(\.format)
+        guard let name = try preparedName(for: sql, parameters: params.count) else {
+            return try rows(of: PQexecParams(handle, sql, Int32(params.count), nil, values, lengths, formats, 0))
         }
+        return try rows(of: PQexecPrepared(handle, name, Int32(params.count), values, lengths, formats, 0))
+    }
+
+    /// The name `sql` is prepared under on this session, preparing it now; nil when the session holds `maxPrepared` already.
+    private func preparedName(for sql: String, parameters: Int) throws(PostgresError) -> String? {
+        if let name = prepared[sql] { return name }
+        guard prepared.count < PostgresConnection.maxPrepared else { return nil }
+        let name = "herald_\(prepared.count)"
+        try rows(of: PQprepare(handle, name, sql, Int32(parameters), nil))
+        prepared[sql] = name
+        return name
+    }
+
+    /// The rows of `result` (freed here), or the error it reports.
+    @discardableResult
+    private func rows(of result: OpaquePointer?) throws(PostgresError) -> PostgresRows {
         guard let result else { throw PostgresError(message: errorMessage, sqlState: nil, kind: isOK ? .query : .connection) }
         defer { PQclear(result) }
         let status = PQresultStatus(result)
@@ -143,6 +163,7 @@ public final class PostgresConnection: @unchecked Sendable {
     public func reset() -> Bool {
         guard let handle else { return false }
         PQreset(handle)
+        prepared = [:]  // a new session has none of them
         return PQstatus(handle) == CONNECTION_OK
     }
 
