@@ -68,6 +68,19 @@ public final class PostgresStore: RunnerStore, Sendable {
         return rows.isEmpty ? nil : try Job.stored(rows.string(0, 0))
     }
 
+    public func jobs(ids: [JobID]) -> [(id: JobID, job: Job?)] {
+        guard !ids.isEmpty else { return [] }
+        // Ids are 26 letters and digits: the array literal needs no quoting.
+        guard let rows = try? pool.with({ try $0.execute("SELECT id, job FROM herald.jobs WHERE id = ANY($1::text[])",
+                                                         [.text("{" + ids.map(\.text).joined(separator: ",") + "}")]) }) else { return [] }
+        var found: [String: String] = [:]
+        for row in 0..<rows.count { if let id = rows.string(row, 0) { found[id] = rows.string(row, 1) } }
+        return ids.compactMap { id in
+            guard let text = found[id.text] else { return (id, nil) }
+            return (try? Job.stored(text)).map { (id, $0) }  // a row that does not decode is left out alone
+        }
+    }
+
     public func jobs(_ filter: JobFilter) throws(StoreError) -> [Job] {
         var conditions: [String] = []
         var params: [PostgresValue] = []

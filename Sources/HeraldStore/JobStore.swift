@@ -122,6 +122,9 @@ public protocol JobStore: Sendable {
     func job(_ id: JobID) throws(StoreError) -> Job?
     /// Jobs matching `filter`, newest first.
     func jobs(_ filter: JobFilter) throws(StoreError) -> [Job]
+    /// The jobs among `ids` that could be read now, each with its state (nil: no such job); an id left
+    /// out could not be read, and its next change reads it again. One round trip where the store has them.
+    func jobs(ids: [JobID]) -> [(id: JobID, job: Job?)]
     /// How many jobs the store holds in each state (for /healthz and /metrics).
     func jobCounts() throws(StoreError) -> [JobState: Int]
     /// Asks the runner to cancel the job (idempotent).
@@ -130,4 +133,13 @@ public protocol JobStore: Sendable {
     func log(_ id: JobID, from offset: Int, maxBytes: Int) throws(StoreError) -> LogRead
     /// A watcher for every change in the store: one for the whole store, never one per job.
     func watch() throws(StoreError) -> any StoreWatcher
+}
+
+extension JobStore {
+    /// One read a job, for stores where a read costs no round trip; a job that cannot be read is left out alone.
+    public func jobs(ids: [JobID]) -> [(id: JobID, job: Job?)] {
+        ids.compactMap { id in
+            do { return (id, try job(id)) } catch { return nil }
+        }
+    }
 }

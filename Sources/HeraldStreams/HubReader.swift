@@ -70,20 +70,17 @@ final class HubReader: @unchecked Sendable {
             self.endedBefore = .max
             condition.unlock()
             // Changes first: a snapshot may take seconds, and changes wait behind it.
-            var found: [Read] = []
-            for (id, followed) in ids {
-                let job: Job?
-                do { job = try store.job(id) } catch { continue }  // unreadable now: its next change reads it again
-                if !followed {
-                    guard let job, job.finishedAt.map({ $0.milliseconds >= endedBefore }) ?? true else { continue }
+            let order = Array(ids.keys)
+            for start in stride(from: 0, to: order.count, by: HubReader.batch) {
+                // One read a batch; a job not read now is read again at its next change.
+                let found = store.jobs(ids: Array(order[start..<min(start + HubReader.batch, order.count)])).compactMap { id, job -> Read? in
+                    if ids[id] != true {
+                        guard let job, job.finishedAt.map({ $0.milliseconds >= endedBefore }) ?? true else { return nil }
+                    }
+                    return Read(id: id, job: job)
                 }
-                found.append(Read(id: id, job: job))
-                if found.count == HubReader.batch {
-                    deliver(.jobsRead(found))
-                    found = []
-                }
+                if !found.isEmpty { deliver(.jobsRead(found)) }
             }
-            if !found.isEmpty { deliver(.jobsRead(found)) }
             if !waiting.isEmpty {
                 // One listing for every stream waiting; each owner stream gets its owner's part.
                 var listing: [(owner: String?, entry: DashboardSnapshot.Entry)] = []

@@ -322,11 +322,8 @@ public final class StreamHub: @unchecked Sendable {
         // An owner stream may want any changed job: its owner is known once it is read.
         let reads = ChangedJobs(Array(changed), isFollowed: { followers[$0] != nil }, dashboardsOpen: !dashboards.isEmpty || !ownerStreams.isEmpty,
                                 budget: StreamHub.readsPerRound)
-        for id in reads.now {
-            do {
-                if let job = try store.job(id) { apply(job) } else { forget(id) }
-            } catch {}  // unreadable now (corrupt, out of descriptors): its next change reads it again
-        }
+        // One read for the round's jobs (one query on PostgreSQL); one not read now is read at its next change.
+        for (id, job) in store.jobs(ids: reads.now) { if let job { apply(job) } else { forget(id) } }
         if !reads.later.isEmpty {
             // A job that ended before every open dashboard connected is no news to any of them.
             let oldest = (dashboards.compactMap { subscribers[$0]?.connectedAt }

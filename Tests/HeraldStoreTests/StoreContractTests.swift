@@ -30,6 +30,13 @@ import HeraldStore
         #expect(try store.jobs(JobFilter(owner: "alice")).map(\.id) == [third.id, first.id])
         #expect(try store.jobs(JobFilter(state: .succeeded, owner: "alice")).map(\.id) == [first.id])
         #expect(try store.jobCounts() == [.queued: 2, .succeeded: 1])
+        // Read together (the hub's batch), in the order asked, with their latest state; an unknown id reads as none.
+        let unknown = JobID(milliseconds: 1, random: Array(repeating: 0, count: 10))
+        let together = store.jobs(ids: [second.id, unknown, first.id])
+        #expect(together.map(\.id) == [second.id, unknown, first.id])
+        #expect(together.map { $0.job?.state } == [.queued, nil, .succeeded])
+        #expect(try together[2].job == store.job(first.id))
+        #expect(store.jobs(ids: []).isEmpty)
     }
 
     @Test(arguments: ContractStoreKind.all)
