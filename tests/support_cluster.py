@@ -222,6 +222,10 @@ class Cluster:
     def start_runner(self, i: int) -> None:
         self.runners[i] = self._start_runner(i)
 
+    def start_node(self, i: int) -> None:
+        """Node i again, on its socket (after kill_node)."""
+        self.nodes[i] = self._start_node(i)
+
     def log(self, name: str) -> str:
         try:
             with open(os.path.join(self.workdir, f"{name}.log"), encoding="utf-8", errors="replace") as f:

@@ -229,3 +229,63 @@ def test_a_cut_off_runner_loses_its_job_and_its_later_writes_are_refused(make_cl
     lines = attempts_of(attempts, jid)
     assert not [a for a in lines if a[0] == "overlap"], f"two copies ran at once: {lines}"
     assert "claim" in cluster.log("runner0").lower(), cluster.log("runner0")[-2000:]
+
+
+def restart_while_postgresql_is_down(cluster):
+    """Node 0 and runner 0 started with PostgreSQL stopped: both stay up (SPEC §8: they reconnect by themselves)."""
+    cluster.kill_node(0, signal.SIGTERM)
+    cluster.pg.stop_server()
+    cluster.start_node(0)
+    cluster.start_runner(0)
+    time.sleep(4.0)
+    assert cluster.nodes[0].poll() is None, f"herald-fcgi exited {cluster.nodes[0].returncode}\n" + cluster.log("node0")
+    assert cluster.runners[0].poll() is None, f"herald-runner work exited {cluster.runners[0].returncode}\n" + cluster.log("runner0")
+
+
+def test_both_programs_started_while_postgresql_is_down_answer_503_and_work_once_it_is_back(make_cluster, tmp_path):
+    script, attempts = job_script(tmp_path)
+    cluster = make_cluster(kinds={"task": task_kind(script)}, nodes=1, runners=1, idle_runners=[0])
+    restart_while_postgresql_is_down(cluster)
+    status, _, body = cluster.json("POST", "/jobs", {"kind": "task", "params": {"steps": "1"}})
+    assert status == 503 and body["error"]["code"] == "unavailable", (status, body)
+    for name, says in (("node0", "serving 503"), ("runner0", "waiting")):
+        log = cluster.log(name)
+        assert log.count("PostgreSQL unreachable") == 1 and says in log, log
+    # One line for the outage, not one per pass (a pass a second).
+    assert cluster.log("runner0").count("store unavailable") <= 1, cluster.log("runner0")
+    node, work = cluster.nodes[0].pid, cluster.runners[0].pid
+    cluster.pg.start_server()
+    job = None
+    deadline = time.monotonic() + 20
+    while job is None and time.monotonic() < deadline:
+        status, _, body = cluster.json("POST", "/jobs", {"kind": "task", "params": {"steps": "20"}})
+        if status == 201:
+            job = body["id"]
+        else:
+            assert status == 503, (status, body)
+            time.sleep(0.2)
+    assert job, "no submit succeeded within 20 s of PostgreSQL's return\n" + cluster.diagnostics()
+    by_job, clients, thread = stream_clients(cluster, [job], per_job=1, seconds=60)
+    thread.join(60)
+    assert check_clients_saw_final(cluster, clients, by_job) == {job: "succeeded"}
+    assert [p.pid for p in cluster.nodes + cluster.runners] == [node, work]
+    assert cluster.nodes[0].poll() is None and cluster.runners[0].poll() is None
+
+
+def test_programs_started_while_postgresql_is_down_refuse_a_schema_of_another_version_once_it_is_back(make_cluster, tmp_path):
+    script, _ = job_script(tmp_path)
+    cluster = make_cluster(kinds={"task": task_kind(script)}, nodes=1, runners=1, idle_runners=[0])
+    cluster.pg.sql("UPDATE herald.schema_version SET version = 0", database=cluster.database)
+    restart_while_postgresql_is_down(cluster)
+    cluster.pg.start_server()
+    assert cluster.runners[0].wait(20) == 78, cluster.log("runner0")
+    assert "herald-runner migrate" in cluster.log("runner0"), cluster.log("runner0")
+    status, _, body = cluster.json("POST", "/jobs", {"kind": "task", "params": {"steps": "1"}})
+    assert status == 503 and body["error"]["code"] == "unavailable", (status, body)
+    assert cluster.pg.sql("SELECT count(*) FROM herald.jobs", database=cluster.database).split() == ["0"]
+    assert "herald-runner migrate" in cluster.log("node0"), cluster.log("node0")
+    assert cluster.nodes[0].poll() is None, cluster.log("node0")
+    # The schema put right, the node serves without a restart.
+    cluster.pg.sql("UPDATE herald.schema_version SET version = 1", database=cluster.database)
+    status, _, body = cluster.json("POST", "/jobs", {"kind": "task", "params": {"steps": "1"}})
+    assert status == 201, (status, body)

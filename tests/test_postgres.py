@@ -72,6 +72,16 @@ def test_migrate_exits_69_when_unreachable_and_78_when_misconfigured(bin_dir, tm
     assert directory.returncode == 78 and "database_url" in directory.stderr, directory
 
 
+def test_one_shot_commands_still_exit_69_at_once_when_postgresql_is_unreachable(bin_dir, tmp_path):
+    """Only the daemons (herald-fcgi, `work`: test_cluster.py) wait for the database."""
+    config = write_config(tmp_path, f"host={tmp_path}/nothing dbname=x")
+    for args in (["run"], ["submit", "demo"], ["list"], ["gc"], ["status", "01kav9ft01m5kgrc5ph3cm60ta"]):
+        started = time.monotonic()
+        r = runner(bin_dir, config, *args)
+        assert r.returncode == 69 and "PostgreSQL" in r.stderr, (args, r)
+        assert time.monotonic() - started < 10, args
+
+
 def test_the_web_role_may_submit_and_read_but_never_write_job_state(bin_dir, tmp_path, postgres_database):
     cluster, name, url = postgres_database
     role = f"web_{os.getpid()}_{int(time.monotonic() * 1000)}"

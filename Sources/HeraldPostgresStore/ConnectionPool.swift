@@ -10,10 +10,14 @@ import Synchronization
 /// The pool keeps as many as were in use at once (up to `maxIdle`), and closes one only when it sat
 /// unused for `idleMilliseconds`: a runner with 100 jobs writing progress holds ~100 connections
 /// instead of opening a backend (a fork on the server) for most writes, as a cap of 8 made it do.
+///
+/// Until the schema was once found at this build's version, every new connection checks it before
+/// use: a program that started while PostgreSQL was away never works on a schema of another version.
 final class ConnectionPool: Sendable {
     let conninfo: String
     let applicationName: String
     private let idle = Mutex<[(connection: PostgresConnection, since: Int64)]>([])
+    private let schemaVerified = Atomic(false)
     private let maxIdle: Int
     private let idleMilliseconds: Int64
 
@@ -35,9 +39,7 @@ final class ConnectionPool: Sendable {
                 connection = taken
             } else {
                 reused = false
-                do { connection = try PostgresConnection.connect(conninfo, applicationName: applicationName) } catch {
-                    throw StoreError.unavailable("PostgreSQL: \(error)")
-                }
+                connection = try connect()
             }
             do {
                 let result = try body(connection)
@@ -74,6 +76,34 @@ final class ConnectionPool: Sendable {
                 throw error
             }
         }
+    }
+
+    /// Whether the schema was found at this build's version (from then on, new connections skip the check).
+    var isSchemaVerified: Bool { schemaVerified.load(ordering: .acquiring) }
+
+    /// Connects once, checking the schema, and keeps the connection: `unavailable` when PostgreSQL
+    /// cannot be reached, `unsuitable` for a schema of another version or a bad conninfo.
+    func verifySchema() throws(StoreError) { giveBack(try connect()) }
+
+    /// A new connection, its schema checked first while that was never found right.
+    private func connect() throws(StoreError) -> PostgresConnection {
+        let connection: PostgresConnection
+        do { connection = try PostgresConnection.connect(conninfo, applicationName: applicationName) } catch {
+            if error.kind == .badConninfo { throw .unsuitable(error.message) }
+            throw .unavailable("PostgreSQL: \(error)")
+        }
+        guard !isSchemaVerified else { return connection }
+        let mismatch: String?
+        do { mismatch = try Schema.mismatch(connection) } catch {
+            connection.close()
+            throw .unavailable("PostgreSQL: \(error)")
+        }
+        if let mismatch {
+            connection.close()
+            throw .unsuitable(mismatch)
+        }
+        schemaVerified.store(true, ordering: .releasing)
+        return connection
     }
 
     /// The most recently used idle connection; those idle too long are closed on the way.

@@ -24,20 +24,22 @@ public final class PostgresStore: RunnerStore, Sendable {
     /// Told when this runner's liveness session was given up (its watchers then report `.everything`).
     let sessionLostObservers = Mutex<[@Sendable () -> Void]>([])
 
+    /// Why PostgreSQL could not be reached when the store was opened waiting for it, or nil.
+    public let unreachableAtStart: String?
+
     /// Opens the store at `conninfo` and checks the schema's version: another version is `unsuitable`
-    /// (exit 78, naming `herald-runner migrate`), an unreachable database `unavailable` (69).
-    public init(conninfo: String, applicationName: String) throws(StoreError) {
+    /// (exit 78, naming `herald-runner migrate`), an unreachable database `unavailable` (69) — unless
+    /// `waitingForDatabase` (the daemons): then the store opens anyway, its calls are `unavailable`
+    /// until PostgreSQL is back, and the first connection that succeeds checks the version instead.
+    public init(conninfo: String, applicationName: String, waitingForDatabase: Bool = false) throws(StoreError) {
         pool = ConnectionPool(conninfo: conninfo, applicationName: applicationName)
-        let mismatch: String?
         do {
-            let connection = try PostgresConnection.connect(conninfo, applicationName: applicationName)
-            defer { connection.close() }
-            mismatch = try Schema.mismatch(connection)
+            try pool.verifySchema()
+            unreachableAtStart = nil
         } catch {
-            if error.kind == .badConninfo { throw .unsuitable(error.message) }
-            throw .unavailable("PostgreSQL: \(error)")
+            guard waitingForDatabase, case let .unavailable(why) = error else { throw error }
+            unreachableAtStart = why
         }
-        if let mismatch { throw .unsuitable(mismatch) }
     }
 
     deinit {
@@ -144,7 +146,9 @@ public final class PostgresStore: RunnerStore, Sendable {
     }
 
     public func watch() throws(StoreError) -> any StoreWatcher {
-        let watcher = try PostgresWatcher(conninfo: pool.conninfo, applicationName: pool.applicationName)
+        // PostgreSQL away since the start: no wait for LISTEN (the watcher reports `.everything` once it listens).
+        let watcher = try PostgresWatcher(conninfo: pool.conninfo, applicationName: pool.applicationName,
+                                          waitForListen: pool.isSchemaVerified)
         sessionLostObservers.withLock { $0.append { [weak watcher] in watcher?.reportEverything() } }
         return watcher
     }

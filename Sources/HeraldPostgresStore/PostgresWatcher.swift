@@ -12,8 +12,10 @@ import Synchronization
 public final class PostgresWatcher: StoreWatcher, Sendable {
     private let listener: Listener
 
-    init(conninfo: String, applicationName: String) throws(StoreError) {
-        listener = try Listener(conninfo: conninfo, applicationName: applicationName)
+    /// Without `waitForListen`, returns at once instead of waiting up to 5 s for LISTEN to be in effect.
+    init(conninfo: String, applicationName: String, waitForListen: Bool) throws(StoreError) {
+        listener = try Listener(conninfo: conninfo, applicationName: applicationName,
+                                listenWaitMilliseconds: waitForListen ? Listener.firstListenMilliseconds : 0)
     }
 
     /// The thread ends (and its connection closes) when the watcher goes.
@@ -46,7 +48,7 @@ private final class Listener: @unchecked Sendable {
     private let conninfo: String
     private let applicationName: String
 
-    init(conninfo: String, applicationName: String) throws(StoreError) {
+    init(conninfo: String, applicationName: String, listenWaitMilliseconds: Int64) throws(StoreError) {
         self.conninfo = conninfo
         self.applicationName = applicationName
         do { wake = try EventFD() } catch { throw .unavailable(error.description) }
@@ -56,7 +58,7 @@ private final class Listener: @unchecked Sendable {
         }
         thread.name = "herald-listen"
         thread.start()
-        let deadline = Clock.monotonicMilliseconds() + Listener.firstListenMilliseconds
+        let deadline = Clock.monotonicMilliseconds() + listenWaitMilliseconds
         while !pending.withLock({ $0.listening }) {
             if Clock.monotonicMilliseconds() >= deadline {
                 // PostgreSQL is away: the watcher works from when it comes back, and says so then.

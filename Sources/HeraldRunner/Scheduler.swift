@@ -83,6 +83,7 @@ public final class Scheduler: Sendable {
         var interrupted = false
         var rescan = true
         var lastScan: Int64 = 0
+        var lastFailure: String?
         while true {
             // Processes that left their job unnoticed (a replaced environment) are reaped here when they end.
             reaper.reap()
@@ -101,13 +102,21 @@ public final class Scheduler: Sendable {
                 lastScan = now
                 do {
                     let claimed = try scanAndClaim()
+                    if lastFailure != nil { runnerLog(.info, "the store works again") }
+                    lastFailure = nil
                     if mode == .drain, claimed == 0, running.withLock({ $0.isEmpty }) { break }
                 } catch {
-                    runnerLog(.error, "\(error)")
-                    // A daemon retries at the next pass: a full disk must not kill it. A drain with
-                    // nothing running (jobs a failed pass started still run) says so with its exit
-                    // status (69), not with 0 and a log line.
-                    if mode == .drain, running.withLock({ $0.isEmpty }) { throw error }
+                    // Once per failure, not once a pass: an outage is one line, and one more when it is over.
+                    if lastFailure != error.description { runnerLog(.error, "\(error)") }
+                    lastFailure = error.description
+                    // A daemon retries at the next pass: a full disk or a PostgreSQL restart must not kill
+                    // it. A drain with nothing running (jobs a failed pass started still run) says so with
+                    // its exit status (69), not with 0 and a log line; so does a daemon that found a store
+                    // only another configuration helps (78: a schema of another version, once PostgreSQL,
+                    // away at the start, came back).
+                    var fatal = mode == .drain
+                    if case .unsuitable = error { fatal = true }
+                    if fatal, running.withLock({ $0.isEmpty }) { throw error }
                 }
             }
             var timeout = Int32(options.rescanMilliseconds)

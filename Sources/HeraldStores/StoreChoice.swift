@@ -13,15 +13,18 @@ public struct StoreChoice: Sendable {
     public let maxSubmissionBytes: Int?
     /// The store in a log line: the state directory's path, or "PostgreSQL" (never the URL: it may hold a password).
     public let description: String
+    /// Why the database could not be reached at start, when opened `waitingForDatabase`; nil when it could.
+    public let unreachable: String?
     private let admission: @Sendable (Job) -> Bool
 
     /// A store, and what the programs need to know of it beyond the seam.
     init(store: any RunnerStore, warning: String? = nil, maxSubmissionBytes: Int? = nil, description: String,
-         admission: @escaping @Sendable (Job) -> Bool = { _ in true }) {
+         unreachable: String? = nil, admission: @escaping @Sendable (Job) -> Bool = { _ in true }) {
         self.store = store
         self.warning = warning
         self.maxSubmissionBytes = maxSubmissionBytes
         self.description = description
+        self.unreachable = unreachable
         self.admission = admission
     }
 
@@ -29,9 +32,10 @@ public struct StoreChoice: Sendable {
     public func admits(_ job: Job) -> Bool { admission(job) }
 
     /// Opens the store `config` names. With `create`, makes what is missing (the runner does; the web side only checks).
-    public static func open(_ config: Config, create: Bool) throws(StoreError) -> StoreChoice {
+    /// With `waitingForDatabase` (the daemons), an unreachable PostgreSQL is no error: see `unreachable`.
+    public static func open(_ config: Config, create: Bool, waitingForDatabase: Bool = false) throws(StoreError) -> StoreChoice {
         guard let url = config.databaseURL else { return try directory(config, create: create) }
-        return try postgres(url: url)
+        return try postgres(url: url, waitingForDatabase: waitingForDatabase)
     }
 
     private static func directory(_ config: Config, create: Bool) throws(StoreError) -> StoreChoice {
@@ -40,8 +44,9 @@ public struct StoreChoice: Sendable {
                            description: "state directory \(config.stateDir)", admission: store.admitsSubmission)
     }
 
-    private static func postgres(url: String) throws(StoreError) -> StoreChoice {
+    private static func postgres(url: String, waitingForDatabase: Bool) throws(StoreError) -> StoreChoice {
         let program = CommandLine.arguments.first.map { String($0.split(separator: "/").last ?? "herald") } ?? "herald"
-        return StoreChoice(store: try PostgresStore(conninfo: url, applicationName: program), description: "PostgreSQL")
+        let store = try PostgresStore(conninfo: url, applicationName: program, waitingForDatabase: waitingForDatabase)
+        return StoreChoice(store: store, description: "PostgreSQL", unreachable: store.unreachableAtStart)
     }
 }

@@ -50,13 +50,18 @@ struct HeraldFCGI: ParsableCommand {
         let readTokens = try loadReadTokens(config)
         let choice: StoreChoice
         // Creating what is missing may be the runner's right alone: then only check that it is there.
-        do { choice = try (try? StoreChoice.open(config, create: true)) ?? StoreChoice.open(config, create: false) } catch {
+        // An unreachable PostgreSQL is waited for (SPEC §8): requests answer 503 until it is back.
+        do {
+            choice = try (try? StoreChoice.open(config, create: true, waitingForDatabase: true))
+                ?? StoreChoice.open(config, create: false, waitingForDatabase: true)
+        } catch {
             log(.error, "\(error)")
             if case StoreError.unsuitable = error { throw ExitCode(78) }  // only another configuration helps
             throw ExitCode(69)
         }
         let store: any JobStore = choice.store
         if let warning = choice.warning { log(.warning, warning) }
+        if let why = choice.unreachable { log(.warning, "\(choice.description) unreachable: serving 503 until it is back (\(why))") }
         let source = ListenSource.detect(socketPath: socket ?? config.socket)
         let server: FastCGIServer
         do { server = try FastCGIServer(source: source) } catch {

@@ -15,10 +15,11 @@ struct ConfigOption: ParsableArguments {
         }
     }
 
-    /// The configuration and the store it names, or exit 78 (a store only another configuration helps) / 69.
-    func openStore(create: Bool = false) throws -> (Config, StoreChoice) {
+    /// The configuration and the store it names, or exit 78 (a store only another configuration helps) / 69
+    /// (not with `waitingForDatabase`, for `work`, when PostgreSQL is away: see `StoreChoice.unreachable`).
+    func openStore(create: Bool = false, waitingForDatabase: Bool = false) throws -> (Config, StoreChoice) {
         let config = try load()
-        do { return (config, try StoreChoice.open(config, create: create)) } catch {
+        do { return (config, try StoreChoice.open(config, create: create, waitingForDatabase: waitingForDatabase)) } catch {
             throw Exit.failure(error)
         }
     }

@@ -19,9 +19,10 @@ struct RunnerArguments: ParsableArguments {
         }
     }
 
-    /// Runs the scheduler in `mode` until it is done; exits 78 or 69 when it cannot start.
+    /// Runs the scheduler in `mode` until it is done; exits 78 or 69 when it cannot start (a daemon
+    /// waits for an unreachable PostgreSQL instead, and exits 78 when it then finds another schema version).
     func start(_ mode: Scheduler.Mode, workers: Int?) throws {
-        let (config, choice) = try options.openStore(create: true)
+        let (config, choice) = try options.openStore(create: true, waitingForDatabase: mode == .daemon)
         var runnerOptions = RunnerOptions(workers: workers ?? config.workers)
         if let killGrace { runnerOptions.killGraceMilliseconds = HeraldDuration(parsing: killGrace)!.milliseconds }
         if let shutdownGrace { runnerOptions.shutdownGraceMilliseconds = HeraldDuration(parsing: shutdownGrace)!.milliseconds }
@@ -30,6 +31,7 @@ struct RunnerArguments: ParsableArguments {
             try scheduler.takeSignals()
             runnerLog(.info, "\(mode == .drain ? "run" : "work"): \(choice.description), \(runnerOptions.workers) worker(s), \(config.kinds.count) kind(s)")
             if let warning = choice.warning { runnerLog(.warning, warning) }
+            if let why = choice.unreachable { runnerLog(.warning, "\(choice.description) unreachable: waiting until it is back (\(why))") }
             try scheduler.run(mode)
         } catch let error as StoreError {
             throw Exit.failure(error)

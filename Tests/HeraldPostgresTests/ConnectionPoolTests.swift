@@ -31,7 +31,9 @@ import Testing
     }
 
     @Test func aPoolKeepsTheConnectionsItsThreadsUsedAtOnceInsteadOfOpeningNewOnes() throws {
-        let pool = ConnectionPool(conninfo: try PrivateCluster.require().createDatabase(), applicationName: "herald-test")
+        let conninfo = try PrivateCluster.require().createDatabase()
+        _ = try Schema.migrate(conninfo: conninfo, webRole: nil, applicationName: "herald-test")  // the pool checks it first
+        let pool = ConnectionPool(conninfo: conninfo, applicationName: "herald-test")
         defer { pool.drain() }
         let first = pidsOfOneRound(pool)
         #expect(first.count == 24)

@@ -43,6 +43,34 @@ import Testing
         }
     }
 
+    @Test func aStoreOpenedWaitingForAnAbsentDatabaseChecksTheSchemaOnceItIsBack() throws {
+        let fixture = try PostgresFixture()
+        try fixture.connect().execute("UPDATE herald.schema_version SET version = 0")
+        // PostgreSQL "away": a socket directory without its socket, until a link to the cluster's is made.
+        var template = Array("/tmp/herald-away-XXXXXX".utf8CString)
+        let away = String(cString: try #require(mkdtemp(&template)))
+        defer { _ = try? FileManager.default.removeItem(atPath: away) }
+        let conninfo = fixture.conninfo.replacingOccurrences(of: "host=\(fixture.cluster.directory)", with: "host=\(away)")
+        #expect(conninfo != fixture.conninfo)
+        #expect(throws: StoreError.self) { try PostgresStore(conninfo: conninfo, applicationName: "t") }
+        let store = try PostgresStore(conninfo: conninfo, applicationName: "t", waitingForDatabase: true)
+        #expect(store.unreachableAtStart?.hasPrefix("PostgreSQL: ") == true)
+        let job = fixture.newJob()
+        #expect { try store.submit(job) } throws: { error in
+            guard case .unavailable? = error as? StoreError else { return false }
+            return true
+        }
+        try FileManager.default.createSymbolicLink(atPath: away + "/.s.PGSQL.5432", withDestinationPath: fixture.cluster.directory + "/.s.PGSQL.5432")
+        #expect { try store.submit(job) } throws: { error in
+            guard case let .unsuitable(why)? = error as? StoreError else { return false }
+            return why.contains("version 0") && why.contains("herald-runner migrate")
+        }
+        #expect(try fixture.connect().execute("SELECT count(*) FROM herald.jobs").int(0, 0) == 0)
+        try fixture.connect().execute("UPDATE herald.schema_version SET version = \(Schema.version)")
+        try store.submit(job)
+        #expect(try store.job(job.id)?.state == .queued)
+    }
+
     @Test func migrateRefusesANewerSchemaAndChangesNothing() throws {
         let fixture = try PostgresFixture()
         try fixture.connect().execute("UPDATE herald.schema_version SET version = 99")
