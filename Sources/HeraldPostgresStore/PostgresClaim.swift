@@ -35,19 +35,11 @@ public final class PostgresClaim: JobClaim, Sendable {
     /// A new state of the still-running job.
     public func writeProgress(_ next: Job) throws(StoreError) {
         try checkSession()
-        let written = try store.pool.with { connection -> Bool in
-            // Progress need not be durable (as in the directory, docs/PROTOCOL.md): its commit does not
-            // wait for the WAL flush (synchronous_commit off for this transaction alone). A crash of
-            // PostgreSQL may lose the last progress, never a transition: those commit synchronously, and
-            // a synchronous commit flushes every earlier one with it.
-            let rows = try connection.execute("""
-                WITH v AS (SELECT set_config('synchronous_commit', 'off', true)),
-                     u AS (UPDATE herald.jobs SET seq = $3, job = $4::json WHERE id = $1 AND claim = $2 AND state = 'running' RETURNING id)
-                SELECT pg_notify('herald', 'j ' || id) FROM u, v
-                """, [.text(id.text), .int(token), .int(next.seq), .text(next.storedText)])
-            return rows.count == 1
+        switch store.progress.write(.init(id: id, claim: token, job: next)) {
+        case .written: return
+        case .claimLost: throw .claimLost(id)
+        case let .failed(error): throw error
         }
-        if !written { throw .claimLost(id) }
     }
 
     /// Appends program output at the offset this attempt expects: the size moves and the chunk lands in

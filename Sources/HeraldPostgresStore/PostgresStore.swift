@@ -17,6 +17,8 @@ import Synchronization
 /// The PostgreSQL store, shared by herald-fcgi and herald-runner.
 public final class PostgresStore: RunnerStore, Sendable {
     let pool: ConnectionPool
+    /// Every claim's progress writes, committed together under load.
+    let progress: ProgressBatch
     /// The runner's liveness session, made at the first claim (the web side never has one).
     let liveness: Mutex<RunnerLiveness?> = Mutex(nil)
     /// Claims this process abandoned: its own recovery pass retries or fails them (its liveness lock stays held).
@@ -33,6 +35,7 @@ public final class PostgresStore: RunnerStore, Sendable {
     /// until PostgreSQL is back, and the first connection that succeeds checks the version instead.
     public init(conninfo: String, applicationName: String, waitingForDatabase: Bool = false) throws(StoreError) {
         pool = ConnectionPool(conninfo: conninfo, applicationName: applicationName)
+        progress = ProgressBatch(pool: pool)
         do {
             try pool.verifySchema()
             unreachableAtStart = nil
