@@ -33,6 +33,11 @@ final class ProgressBatch: @unchecked Sendable {
     private var writing = false
     private var outcomes: [Int: Outcome] = [:]
     private var nextTicket = 0
+    private var lastBatchSize = 0
+
+    /// How long a batch waits for more writers once writers overlap: a few ms of delay against
+    /// several times fewer transactions, NOTIFYs and web-node reads.
+    static let gatherSeconds = 0.004
 
     init(pool: ConnectionPool) { self.pool = pool }
 
@@ -51,8 +56,15 @@ final class ProgressBatch: @unchecked Sendable {
             }
             // No batch is on its way: this writer takes what waits (its own write among it) and writes it.
             writing = true
+            // Writers overlap (the last batch or this one has company): more are on their way, so wait a
+            // little for them. A writer alone (one busy job) never waits.
+            if lastBatchSize > 1 || waiting.count > 1 {
+                let until = Date(timeIntervalSinceNow: ProgressBatch.gatherSeconds)
+                while waiting.count < ProgressBatch.maxWrites, condition.wait(until: until) {}
+            }
             let batch = Array(waiting.prefix(ProgressBatch.maxWrites))
             waiting.removeFirst(batch.count)
+            lastBatchSize = batch.count
             condition.unlock()
             let results = commit(batch.map(\.write))
             condition.lock()
