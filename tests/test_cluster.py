@@ -175,6 +175,18 @@ rm '{marks}'/$HERALD_JOB_ID
     assert ran == {"runner0": 2, "runner1": 6}, ran
 
 
+def submit_once_postgresql_is_back(cluster, steps: int) -> str:
+    """Submits a `task` until PostgreSQL, just started, takes it (503 meanwhile, nothing else); its id."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        status, _, body = cluster.json("POST", "/jobs", {"kind": "task", "params": {"steps": str(steps)}})
+        if status == 201:
+            return body["id"]
+        assert status == 503, (status, body)
+        time.sleep(0.2)
+    raise AssertionError("no submit succeeded within 20 s of PostgreSQL's return\n" + cluster.diagnostics())
+
+
 def test_postgresql_restarting_under_200_streams_loses_no_final_state_and_submits_get_503_meanwhile(make_cluster, tmp_path):
     cluster, attempts, jobs, by_job, clients, thread = two_nodes_streaming(make_cluster, tmp_path, steps=50, seconds=120)
     cluster.pg.stop_server()
@@ -182,16 +194,7 @@ def test_postgresql_restarting_under_200_streams_loses_no_final_state_and_submit
     assert status == 503, (status, body)
     time.sleep(2.0)
     cluster.pg.start_server()
-    late = None
-    deadline = time.monotonic() + 20
-    while late is None and time.monotonic() < deadline:
-        status, _, body = cluster.json("POST", "/jobs", {"kind": "task", "params": {"steps": "1"}})
-        if status == 201:
-            late = body["id"]
-        else:
-            assert status == 503, (status, body)
-            time.sleep(0.2)
-    assert late, "no submit succeeded within 20 s of PostgreSQL's return"
+    late = submit_once_postgresql_is_back(cluster, steps=1)
     thread.join(120)
     truth = check_clients_saw_final(cluster, clients, by_job)
     assert set(truth.values()) == {"succeeded"}, truth
@@ -255,16 +258,7 @@ def test_both_programs_started_while_postgresql_is_down_answer_503_and_work_once
     assert cluster.log("runner0").count("store unavailable") <= 1, cluster.log("runner0")
     node, work = cluster.nodes[0].pid, cluster.runners[0].pid
     cluster.pg.start_server()
-    job = None
-    deadline = time.monotonic() + 20
-    while job is None and time.monotonic() < deadline:
-        status, _, body = cluster.json("POST", "/jobs", {"kind": "task", "params": {"steps": "20"}})
-        if status == 201:
-            job = body["id"]
-        else:
-            assert status == 503, (status, body)
-            time.sleep(0.2)
-    assert job, "no submit succeeded within 20 s of PostgreSQL's return\n" + cluster.diagnostics()
+    job = submit_once_postgresql_is_back(cluster, steps=20)
     by_job, clients, thread = stream_clients(cluster, [job], per_job=1, seconds=60)
     thread.join(60)
     assert check_clients_saw_final(cluster, clients, by_job) == {job: "succeeded"}
