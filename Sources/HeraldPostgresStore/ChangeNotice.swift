@@ -7,6 +7,14 @@ import HeraldCore
 enum ChangeNotice: Character, Sendable, CaseIterable {
     case job = "j", log = "l", cancelRequested = "c", submitted = "s"
 
+    /// The channel it goes on: what runners act on apart from what only web nodes follow.
+    var channel: String {
+        switch self {
+        case .submitted, .cancelRequested: Schema.channel
+        case .job, .log: Schema.changesChannel
+        }
+    }
+
     /// The payload's limit, with room to spare below PostgreSQL's 8000 bytes.
     static let maxPayloadBytes = 7900
 

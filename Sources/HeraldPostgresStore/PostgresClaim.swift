@@ -56,7 +56,7 @@ public final class PostgresClaim: JobClaim, Sendable {
             let appended = try connection.execute("""
                 WITH u AS (UPDATE herald.jobs SET log_size = $5::bigint + $3 WHERE id = $1 AND claim = $2 AND log_size = $5 RETURNING id),
                      i AS (INSERT INTO herald.job_logs (job_id, start, data) SELECT id, $5, $4 FROM u RETURNING job_id)
-                SELECT pg_notify('herald', 'l ' || job_id) FROM i
+                SELECT pg_notify('\(ChangeNotice.log.channel)', 'l ' || job_id) FROM i
                 """, [.text(id.text), .int(token), .int(bytes.count), .bytes(bytes), .int(start)])
             if appended.count == 1 { return end }
             return try connection.execute("SELECT log_size FROM herald.jobs WHERE id = $1 AND claim = $2", [.text(id.text), .int(token)]).int(0, 0)
@@ -114,7 +114,7 @@ public final class PostgresClaim: JobClaim, Sendable {
             WITH u AS (UPDATE herald.jobs SET state = $3, seq = $4, job = $5::json, finished_ms = $6, claim = NULL, runner = NULL,
                            process_group = NULL, boot_id = NULL, cancel_requested = cancel_requested AND $3 = 'queued'
                        WHERE id = $1 AND claim = $2 RETURNING id)
-            SELECT pg_notify('herald', 'j ' || id) FROM u
+            SELECT pg_notify('\(ChangeNotice.job.channel)', 'j ' || id) FROM u
             """, [.text(last.id.text), .int(claim), .text(last.state.rawValue), .int(last.seq), .text(last.storedText),
                   .optional(last.state.isTerminal ? last.finishedAt?.milliseconds : nil)])
         return rows.count == 1

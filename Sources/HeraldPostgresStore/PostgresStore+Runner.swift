@@ -165,7 +165,7 @@ extension PostgresStore {
     /// NOTIFYs `ids` (in payloads under the cap); delivered when the transaction commits.
     func notify(_ connection: PostgresConnection, _ notice: ChangeNotice, _ ids: [JobID]) throws {
         for payload in notice.payloads(ids) {
-            try connection.execute("SELECT pg_notify($1, $2)", [.text(Schema.channel), .text(payload)])
+            try connection.execute("SELECT pg_notify($1, $2)", [.text(notice.channel), .text(payload)])
         }
     }
 

@@ -149,8 +149,17 @@ public final class PostgresStore: RunnerStore, Sendable {
     }
 
     public func watch() throws(StoreError) -> any StoreWatcher {
+        try watcher(channels: [Schema.channel, Schema.changesChannel])
+    }
+
+    /// Submissions and cancel requests only: a runner's LISTEN connection is not woken by status and log writes.
+    public func watchRunnerChanges() throws(StoreError) -> any StoreWatcher {
+        try watcher(channels: [Schema.channel])
+    }
+
+    private func watcher(channels: [String]) throws(StoreError) -> PostgresWatcher {
         // PostgreSQL away since the start: no wait for LISTEN (the watcher reports `.everything` once it listens).
-        let watcher = try PostgresWatcher(conninfo: pool.conninfo, applicationName: pool.applicationName,
+        let watcher = try PostgresWatcher(conninfo: pool.conninfo, applicationName: pool.applicationName, channels: channels,
                                           waitForListen: pool.isSchemaVerified)
         sessionLostObservers.withLock { $0.append { [weak watcher] in watcher?.reportEverything() } }
         return watcher

@@ -6,15 +6,16 @@ import HeraldPostgres
 import HeraldStore
 import Synchronization
 
-/// Watches the store through `LISTEN herald`: a thread of its own holds the connection (connecting
+/// Watches the store through `LISTEN` on Herald's channels: a thread of its own holds the connection (connecting
 /// and reconnecting block; the hub must never), and signals an eventfd, which is `fd`. After the
 /// connection was lost and is back, it reports `.everything`: NOTIFYs sent meanwhile are gone.
 public final class PostgresWatcher: StoreWatcher, Sendable {
     private let listener: Listener
 
-    /// Without `waitForListen`, returns at once instead of waiting up to 5 s for LISTEN to be in effect.
-    init(conninfo: String, applicationName: String, waitForListen: Bool) throws(StoreError) {
-        listener = try Listener(conninfo: conninfo, applicationName: applicationName,
+    /// A watcher of the changes on `channels`; without `waitForListen`, returns at once instead of
+    /// waiting up to 5 s for LISTEN to be in effect.
+    init(conninfo: String, applicationName: String, channels: [String], waitForListen: Bool) throws(StoreError) {
+        listener = try Listener(conninfo: conninfo, applicationName: applicationName, channels: channels,
                                 listenWaitMilliseconds: waitForListen ? Listener.firstListenMilliseconds : 0)
     }
 
@@ -47,10 +48,12 @@ private final class Listener: @unchecked Sendable {
     let wake: EventFD
     private let conninfo: String
     private let applicationName: String
+    private let channels: [String]
 
-    init(conninfo: String, applicationName: String, listenWaitMilliseconds: Int64) throws(StoreError) {
+    init(conninfo: String, applicationName: String, channels: [String], listenWaitMilliseconds: Int64) throws(StoreError) {
         self.conninfo = conninfo
         self.applicationName = applicationName
+        self.channels = channels
         do { wake = try EventFD() } catch { throw .unavailable(error.description) }
         let thread = Thread { [self] in
             listen()
@@ -93,7 +96,7 @@ private final class Listener: @unchecked Sendable {
             let connection: PostgresConnection
             do {
                 connection = try PostgresConnection.connect(conninfo, applicationName: applicationName)
-                try connection.execute("LISTEN \(Schema.channel)")
+                for channel in channels { try connection.execute("LISTEN \(channel)") }
             } catch {
                 Clock.sleep(milliseconds: 500)
                 continue
@@ -127,7 +130,7 @@ private final class Listener: @unchecked Sendable {
     }
 
     static func changes(from notification: PostgresNotification) -> [StoreChange] {
-        guard notification.channel == Schema.channel, let (notice, ids) = ChangeNotice.parse(notification.payload) else { return [] }
+        guard let (notice, ids) = ChangeNotice.parse(notification.payload), notice.channel == notification.channel else { return [] }
         switch notice {
         case .job: return ids.map(StoreChange.job)
         case .log: return ids.map(StoreChange.log)

@@ -88,7 +88,7 @@ final class ProgressBatch: @unchecked Sendable {
                          w AS (SELECT * FROM json_to_recordset($1::json) AS w(id text, claim bigint, seq bigint, job json)),
                          u AS (UPDATE herald.jobs j SET seq = w.seq, job = w.job FROM w
                                WHERE j.id = w.id AND j.claim = w.claim AND j.state = 'running' RETURNING j.id)
-                    SELECT string_agg(id, ' '), pg_notify('herald', 'j ' || string_agg(id, ' ')) FROM u, v HAVING count(*) > 0
+                    SELECT string_agg(id, ' '), pg_notify('\(ChangeNotice.job.channel)', 'j ' || string_agg(id, ' ')) FROM u, v HAVING count(*) > 0
                     """, [.text("[" + rows.joined(separator: ",") + "]")])
             }
             let ids = Set((written.isEmpty ? nil : written.string(0, 0))?.split(separator: " ").map(String.init) ?? [])

@@ -22,8 +22,12 @@ public enum Schema {
         case kind = 0x4852_4C02
     }
 
-    /// The NOTIFY channel; payloads are a letter and ids, never jobs (docs/PROTOCOL.md).
+    /// The NOTIFY channel of what runners act on (submissions, cancel requests); payloads are a letter
+    /// and ids, never jobs (docs/PROTOCOL.md).
     static let channel = "herald"
+    /// The channel of status and log changes, which only web nodes listen to: a runner's LISTEN
+    /// connection is not woken by the thousands of progress and log writes a second.
+    static let changesChannel = "herald_jobs"
 
     /// Step N takes the schema from version N-1 to N.
     static let migrations: [String] = [

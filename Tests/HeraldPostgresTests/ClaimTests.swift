@@ -148,23 +148,25 @@ import Testing
         #expect(try store.log(fixture.newJob().id, from: 0, maxBytes: 10) == LogRead(bytes: [], atEnd: true))
     }
 
-    @Test func everyWriteNotifiesIdsOnly() throws {
+    @Test func everyWriteNotifiesIdsOnlyAndStatusAndLogChangesGoWhereRunnersDoNotListen() throws {
         let fixture = try PostgresFixture()
         let listener = try fixture.connect()
         try listener.execute("LISTEN herald")
+        try listener.execute("LISTEN herald_jobs")
         let store = try fixture.store()
         let job = try fixture.submit(store)
         try store.requestCancel(job.id)
         let claim = try #require(try store.claimNext(kinds: testKinds, now: fixture.now()))
         try claim.appendLog([1, 2, 3])
         try claim.finish(try #require(claim.job.applying(.cancel, at: fixture.now(), retries: 0)))
-        var payloads: [String] = []
+        var received: [String] = []
         let deadline = Date().addingTimeInterval(5)
-        while payloads.count < 5, Date() < deadline {
+        while received.count < 5, Date() < deadline {
             try listener.execute("SELECT 1")  // notifications arrive with any result
-            payloads += listener.notifications().map(\.payload)
+            received += listener.notifications().map { "\($0.channel): \($0.payload)" }
         }
-        #expect(payloads == ["s \(job.id)", "c \(job.id)", "j \(job.id)", "l \(job.id)", "j \(job.id)"])
+        #expect(received == ["herald: s \(job.id)", "herald: c \(job.id)", "herald_jobs: j \(job.id)", "herald_jobs: l \(job.id)",
+                             "herald_jobs: j \(job.id)"])
     }
 
     @Test func payloadsStayUnderTheCapAndParseBack() {

@@ -17,7 +17,7 @@ import Testing
             return try #require(try store.claimNext(kinds: testKinds, now: fixture.now()))
         }
         let listener = try fixture.connect()
-        try listener.execute("LISTEN herald")
+        try listener.execute("LISTEN herald_jobs")
         let taken = claims[7].job.id
         try fixture.connect().execute("UPDATE herald.jobs SET claim = nextval('herald.claims') WHERE id = $1", [.text(taken.text)])
         let refused = Mutex<[JobID]>([])
