@@ -98,7 +98,10 @@ final class TestClient {
         // As herald-fcgi does: the hub writing to a client that left must get EPIPE, not kill the test process.
         signal(SIGPIPE, SIG_IGN)
         var fds: [Int32] = [0, 0]
-        precondition(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
+        // Close-on-exec, as every descriptor herald opens: a child another test spawns meanwhile (the
+        // PostgreSQL test cluster, started by system(3), lives until the process exits) must not keep the
+        // hub's end open, or the client never sees the hub close it.
+        precondition(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0)
         fd = fds[0]
         hub.park(ParkedStream(fd: fds[1], requestID: 1, target: target, retryMilliseconds: 1000, authorizedUntil: authorizedUntil))
     }
