@@ -51,6 +51,7 @@ final class ReplyLosingRelay: @unchecked Sendable {
                 guard poll(&ready, 1, -1) >= 0 || errno == EINTR, ready.revents & Int16(POLLNVAL) == 0 else { return }
                 let client = accept(fd, nil, nil)
                 if client < 0 { if errno == EINTR || errno == EAGAIN { continue } else { return } }
+                _ = fcntl(client, F_SETFD, FD_CLOEXEC)  // a process another test spawns meanwhile must not hold it
                 Thread { [self] in relay(client) }.start()
             }
         }.start()
@@ -72,7 +73,7 @@ final class ReplyLosingRelay: @unchecked Sendable {
     }
 
     private func relay(_ client: Int32) {
-        let server = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        let server = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
         defer {
             close(client)
             close(server)

@@ -105,10 +105,13 @@ public final class PrivateCluster: @unchecked Sendable {
     }
 
     /// Runs `argv` and waits for it; throws with its output when it fails. system(3), not Foundation's
-    /// Process, whose wait hangs now and then here, and for ever when called from atexit.
+    /// Process, whose wait hangs now and then here, and for ever when called from atexit. The command
+    /// gets no descriptor of the test process but 0, 1 and 2: the server it starts outlives every test,
+    /// and a socket of another test's copied into it would keep that test's peer from seeing its end.
     private func run(_ argv: [String]) throws {
         let output = directory.isEmpty ? "/dev/null" : directory + "/command-output"
-        let status = system(argv.map(shellQuoted).joined(separator: " ") + " >" + output + " 2>&1")
+        let closeInherited = #"for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-" 2>/dev/null; done; exec "$@""#
+        let status = system((["/bin/bash", "-c", closeInherited, "bash"] + argv).map(shellQuoted).joined(separator: " ") + " >" + output + " 2>&1")
         guard status == 0 else {
             let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
             throw Unavailable(description: "\(argv.joined(separator: " ")) failed (\(status)): \(text)")
