@@ -371,7 +371,7 @@ class StateWriter:
         psql(self.database_url, f"""BEGIN;
             UPDATE herald.jobs SET state = '{job["state"]}', seq = {job["seq"]}, job = {sql_text(json.dumps(job))}::json,
                 claim = {claim}, runner = NULL, finished_ms = {finished} WHERE id = '{job["id"]}';
-            SELECT pg_notify('herald', 'j {job["id"]}'); COMMIT;""")
+            SELECT pg_notify('herald_jobs', 'j {job["id"]}'); COMMIT;""")
 
     def _replace(self, path: str, data: bytes) -> None:
         tmp = os.path.join(self.state_dir, "tmp", f"test.{os.getpid()}.{time.monotonic_ns()}.tmp")
@@ -418,7 +418,7 @@ class StateWriter:
                 INSERT INTO herald.job_logs (job_id, start, data)
                     SELECT id, log_size, decode('{data.hex()}', 'hex') FROM herald.jobs WHERE id = '{jid}';
                 UPDATE herald.jobs SET log_size = log_size + {len(data)} WHERE id = '{jid}';
-                SELECT pg_notify('herald', 'l {jid}'); COMMIT;""")
+                SELECT pg_notify('herald_jobs', 'l {jid}'); COMMIT;""")
             return
         with open(os.path.join(self.state_dir, "logs", jid + ".log"), "ab") as f:
             f.write(data)
