@@ -110,13 +110,20 @@ def test_two_nodes_serve_200_streams_and_those_of_a_killed_node_resume_on_the_ot
         assert [a for a in attempts_of(attempts, jid) if a[0] == "overlap"] == []
 
 
-def test_kill_9_of_a_runner_on_another_host_is_recovered_within_30s_without_a_second_copy(make_cluster, tmp_path, namespaces):
+def a_job_running_on_another_host(make_cluster, tmp_path, host: str, steps: int):
+    """A cluster whose runner 0 runs in network namespace `host` (runner 1 not started yet), and a job
+    of `steps` steps already making progress there: (cluster, attempts file, job id)."""
     script, attempts = job_script(tmp_path)
     cluster = make_cluster(kinds={"task": task_kind(script, retries=1)}, nodes=1, runners=2,
-                           runner_hosts=["far"], idle_runners=[1])
-    jid = cluster.submit("task", {"steps": "150"})["id"]
+                           runner_hosts=[host], idle_runners=[1])
+    jid = cluster.submit("task", {"steps": str(steps)})["id"]
     wait_until(lambda: (cluster.json("GET", f"/jobs/{jid}")[2] or {}).get("progress", 0) > 0, 20,
-               what="the job runs on the far runner")
+               what=f"the job runs on the runner in {host}")
+    return cluster, attempts, jid
+
+
+def test_kill_9_of_a_runner_on_another_host_is_recovered_within_30s_without_a_second_copy(make_cluster, tmp_path, namespaces):
+    cluster, attempts, jid = a_job_running_on_another_host(make_cluster, tmp_path, "far", steps=150)
     cluster.kill_runner(0)
     killed = time.monotonic()
     cluster.start_runner(1)
@@ -203,12 +210,7 @@ def test_postgresql_restarting_under_200_streams_loses_no_final_state_and_submit
 
 
 def test_a_cut_off_runner_loses_its_job_and_its_later_writes_are_refused(make_cluster, tmp_path, namespaces):
-    script, attempts = job_script(tmp_path)
-    cluster = make_cluster(kinds={"task": task_kind(script, retries=1)}, nodes=1, runners=2,
-                           runner_hosts=["cut"], idle_runners=[1])
-    jid = cluster.submit("task", {"steps": "200"})["id"]
-    wait_until(lambda: (cluster.json("GET", f"/jobs/{jid}")[2] or {}).get("progress", 0) > 0, 20,
-               what="the job runs on the runner that will be cut off")
+    cluster, attempts, jid = a_job_running_on_another_host(make_cluster, tmp_path, "cut", steps=200)
     cluster.hosts["cut"].cut()
     cut = time.monotonic()
     cluster.start_runner(1)
