@@ -207,6 +207,10 @@ def test_postgresql_restarting_under_200_streams_loses_no_final_state_and_submit
     assert set(truth.values()) == {"succeeded"}, truth
     assert_nothing_repeated(clients)
     assert cluster.wait_job(late)["state"] == "succeeded"
+    # Each running job says once that its status could not be written, not at every progress write.
+    for name in ("runner0", "runner1"):
+        failed = cluster.log(name).count("status not written")
+        assert failed <= len(jobs), f"{name} logged {failed} failed status writes for {len(jobs)} jobs"
 
 
 def test_a_cut_off_runner_loses_its_job_and_its_later_writes_are_refused(make_cluster, tmp_path, namespaces):

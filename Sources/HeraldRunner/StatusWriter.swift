@@ -7,6 +7,8 @@ final class StatusWriter {
     private let claim: any JobClaim
     private let claimLost: StopFlag
     private var throttle: StatusThrottle
+    /// The last progress write failed (logged once until one succeeds).
+    private var failing = false
 
     /// A writer for a job whose `running` state the claim wrote at `now` (monotonic milliseconds).
     init(claim: any JobClaim, claimLost: StopFlag, intervalMilliseconds: Int64, now: Int64) {
@@ -39,10 +41,19 @@ final class StatusWriter {
 
     private func write(_ job: Job) {
         guard !claimLost.isRaised else { return }
-        // A lost progress update is harmless: the next one or the final state replaces it.
-        do { try claim.writeProgress(job) } catch {
+        // A lost progress update is harmless: the next one or the final state replaces it. While the store
+        // is away (a PostgreSQL restart) every write fails: one line when that starts, one when it ends,
+        // not twenty a second per job.
+        do {
+            try claim.writeProgress(job)
+            if failing {
+                failing = false
+                runnerLog(.info, "job \(job.id) status written again")
+            }
+        } catch {
             if case .claimLost = error { claimLost.raise(); return }
-            runnerLog(.warning, "job \(job.id) status not written: \(error)")
+            if !failing { runnerLog(.warning, "job \(job.id) status not written (later states are tried as they come): \(error)") }
+            failing = true
         }
     }
 }
