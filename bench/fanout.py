@@ -308,6 +308,33 @@ def cpu_by_process(procs):
     return {name: sum(bench.proc_cpu(p) for p in pids) for name, pids in procs.items()}
 
 
+def thread_sched(procs):
+    """Per thread of each named group: (run ns, run-queue wait ns) so far, from /proc/PID/task/TID/schedstat."""
+    out = {}
+    for name, pids in procs.items():
+        for pid in pids:
+            try:
+                tids = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for tid in tids:
+                try:
+                    run, wait, _ = open(f"/proc/{pid}/task/{tid}/schedstat").read().split()
+                except (OSError, ValueError):
+                    continue
+                out[(name, int(tid))] = (int(run), int(wait))
+    return out
+
+
+def busiest_threads(before, after, window_s, top=2):
+    """The busiest threads of each group over the window: [run ms/s, run-queue wait ms/s], busiest first."""
+    per = {}
+    for key, (run, wait) in after.items():
+        r0, w0 = before.get(key, (0, 0))
+        per.setdefault(key[0], []).append(((run - r0) / 1e6 / window_s, (wait - w0) / 1e6 / window_s))
+    return {name: [[round(r), round(w)] for r, w in sorted(ts, reverse=True)[:top]] for name, ts in per.items()}
+
+
 def system_cpu(system):
     """CPU seconds so far of each of the system's named groups of processes: its own `cpu()` when
     it has one (processes that come and go), else that of the processes it has now."""
@@ -351,6 +378,7 @@ def measure(system, n, njobs, run_dir, setup_timeout=90, first_event_timeout=30)
         time.sleep(max(0.0, t0 - time.time()))
         procs = system.processes()
         cpu0 = system_cpu(system)
+        sched0 = thread_sched(procs)
         cpu_t0 = time.time()
         perf = None
         if os.environ.get("BENCH_SYSCALLS"):
@@ -370,6 +398,7 @@ def measure(system, n, njobs, run_dir, setup_timeout=90, first_event_timeout=30)
         cpu = {name: v - cpu0[name] for name, v in system_cpu(system).items()}
         cpu_end = time.time()
         cpu_window = cpu_end - cpu_t0
+        threads = busiest_threads(sched0, thread_sched(procs), cpu_window)
         if perf is not None:
             perf.send_signal(signal.SIGINT)
             perf.wait(timeout=60)
@@ -426,7 +455,7 @@ def measure(system, n, njobs, run_dir, setup_timeout=90, first_event_timeout=30)
         "never_seen": never_seen, "lost": lost,
         "out_of_order": sum(r["out_of_order"] for r in results),
         "errors": {k: v for r in results for k, v in r["errors"].items()},
-        "cpu_window_s": cpu_window, "cpu_s": cpu,
+        "cpu_window_s": cpu_window, "cpu_s": cpu, "threads_ms_per_s": threads,
         "us_per_event": {name: (v * 1e6 / delivered if delivered else None) for name, v in cpu.items()},
         "us_per_event_total": sum(cpu.values()) * 1e6 / delivered if delivered else None,
         "client_cpu_s": sum(r["window_cpu_s"] for r in results),
@@ -621,7 +650,8 @@ def main(bin_dir, results_dir, quick, argv, keep, variants=False):
                 f"{bench.fmt(r['p99_ms'])} ms, never seen {r['never_seen']}, lost {r['lost']}/{r['expected']}, "
                 f"received after the CPU window {r['delivered_late']}, "
                 f"CPU {bench.fmt(r['us_per_event_total'], 2)} µs/event ({per}), errors {r['errors']}"
-                + (f", syscalls per event {r['syscalls_per_event']}" if r["syscalls_per_event"] else ""))
+                + (f", syscalls per event {r['syscalls_per_event']}" if r["syscalls_per_event"] else "")
+                + f", busiest threads [run, run-queue wait] ms/s {r['threads_ms_per_s']}")
             with open(out_file, "w") as f:
                 json.dump(state, f, indent=1)
             time.sleep(2)  # TIME_WAIT and the load settle a little
