@@ -73,6 +73,9 @@ public final class PostgresStore: RunnerStore, Sendable {
         return rows.isEmpty ? nil : try Job.stored(rows.string(0, 0))
     }
 
+    /// Every read is a round trip to the database.
+    public var readsAreRoundTrips: Bool { true }
+
     public func jobs(ids: [JobID]) -> [(id: JobID, job: Job?)] {
         guard !ids.isEmpty else { return [] }
         // Ids are 26 letters and digits: the array literal needs no quoting.

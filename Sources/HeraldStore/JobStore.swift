@@ -125,6 +125,9 @@ public protocol JobStore: Sendable {
     /// The jobs among `ids` that could be read now, each with its state (nil: no such job); an id left
     /// out could not be read, and its next change reads it again. One round trip where the store has them.
     func jobs(ids: [JobID]) -> [(id: JobID, job: Job?)]
+    /// Whether a read waits for another process (a database, maybe on another host) rather than reading
+    /// a local file: the stream hub then reads changed jobs off its thread, so no stream waits for it.
+    var readsAreRoundTrips: Bool { get }
     /// How many jobs the store holds in each state (for /healthz and /metrics).
     func jobCounts() throws(StoreError) -> [JobState: Int]
     /// Asks the runner to cancel the job (idempotent).
@@ -136,6 +139,9 @@ public protocol JobStore: Sendable {
 }
 
 extension JobStore {
+    /// Reads are local file reads unless the store says otherwise.
+    public var readsAreRoundTrips: Bool { false }
+
     /// One read a job, for stores where a read costs no round trip; a job that cannot be read is left out alone.
     public func jobs(ids: [JobID]) -> [(id: JobID, job: Job?)] {
         ids.compactMap { id in

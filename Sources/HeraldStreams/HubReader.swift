@@ -18,6 +18,8 @@ final class HubReader: @unchecked Sendable {
     private let store: any JobStore
     private let urlPrefix: String
     private let deliver: @Sendable (StreamHub.Command) -> Void
+    /// Whether the thread runs at a lower priority than the hub's (bulk reads of files).
+    private let yieldsCPU: Bool
     private let condition = NSCondition()
     // Behind `condition`: requests not taken yet, merged (one listing serves every dashboard waiting).
     private var snapshotFor: [(token: UInt64, owner: String?)] = []
@@ -27,9 +29,10 @@ final class HubReader: @unchecked Sendable {
     /// Results per inbox command: the hub handles each command in one go.
     static let batch = 256
 
-    init(store: any JobStore, urlPrefix: String, deliver: @escaping @Sendable (StreamHub.Command) -> Void) {
+    init(store: any JobStore, urlPrefix: String, yieldsCPU: Bool, deliver: @escaping @Sendable (StreamHub.Command) -> Void) {
         self.store = store
         self.urlPrefix = urlPrefix
+        self.yieldsCPU = yieldsCPU
         self.deliver = deliver
     }
 
@@ -60,7 +63,7 @@ final class HubReader: @unchecked Sendable {
     private func run() {
         // Bulk reads yield the CPU to the hub thread (and nginx): on a busy 2-core machine an
         // equal reader took the hub's core while an overflow's 30,000 jobs were read.
-        try? ThisThread.lowerPriority(nice: 10)
+        if yieldsCPU { try? ThisThread.lowerPriority(nice: 10) }
         while true {
             condition.lock()
             while snapshotFor.isEmpty && reads.isEmpty { condition.wait() }

@@ -32,8 +32,10 @@ public final class StreamHub: @unchecked Sendable {
     /// that those never wait behind a snapshot.
     private var snapshotReader: HubReader!
     private var changeReader: HubReader!
-    /// The most followed jobs the hub thread reads in one round; a reader reads the rest.
-    static let readsPerRound = 128
+    /// The most followed jobs the hub thread reads in one round; a reader reads the rest (all of
+    /// them when the store's reads are round trips: a round trip per round held every stream of the
+    /// node, and 1,000 changes a second meant 1,000 of them).
+    var readsPerRound: Int { store.readsAreRoundTrips ? 0 : 128 }
 
     var subscribers: [UInt64: Subscriber] = [:]
     /// Each followed job's streams; closed ones stay (marked closed, passed by) until the round ends.
@@ -96,8 +98,9 @@ public final class StreamHub: @unchecked Sendable {
         watcher = try store.watch()
         try epoll.add(inboxSignal.fd, events: Epoll.readable, token: StreamHub.inboxToken)
         if let fd = watcher.fd { try epoll.add(FileDescriptor(rawValue: fd), events: Epoll.readable, token: StreamHub.watcherToken) }
-        snapshotReader = HubReader(store: store, urlPrefix: urlPrefix) { [unowned self] in send($0) }
-        changeReader = HubReader(store: store, urlPrefix: urlPrefix) { [unowned self] in send($0) }
+        snapshotReader = HubReader(store: store, urlPrefix: urlPrefix, yieldsCPU: true) { [unowned self] in send($0) }
+        // Changed jobs read from a database are every stream's news, not bulk work: read at the hub's priority.
+        changeReader = HubReader(store: store, urlPrefix: urlPrefix, yieldsCPU: !store.readsAreRoundTrips) { [unowned self] in send($0) }
     }
 
     /// Starts the hub thread.
@@ -321,7 +324,7 @@ public final class StreamHub: @unchecked Sendable {
         guard !changed.isEmpty else { return }
         // An owner stream may want any changed job: its owner is known once it is read.
         let reads = ChangedJobs(Array(changed), isFollowed: { followers[$0] != nil }, dashboardsOpen: !dashboards.isEmpty || !ownerStreams.isEmpty,
-                                budget: StreamHub.readsPerRound)
+                                budget: readsPerRound)
         // One read for the round's jobs (one query on PostgreSQL); one not read now is read at its next change.
         for (id, job) in store.jobs(ids: reads.now) { if let job { apply(job) } else { forget(id) } }
         if !reads.later.isEmpty {

@@ -30,6 +30,10 @@ final class SlowStore: JobStore, @unchecked Sendable {
     let reads = Atomic<Int>(0)
     let logs = Mutex<[JobID: [UInt8]]>([:])
     let watcher = ManualWatcher()
+    /// Whether the hub should take its reads for database round trips.
+    let readsAreRoundTrips: Bool
+
+    init(readsAreRoundTrips: Bool = false) { self.readsAreRoundTrips = readsAreRoundTrips }
 
     let keys = Mutex<[String: (body: String, id: JobID)]>([:])
     /// The next read of each of these jobs takes the job as it is, then waits for `heldRelease` before

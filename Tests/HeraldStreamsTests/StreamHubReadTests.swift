@@ -39,4 +39,35 @@ import Testing
         #expect(delay < 0.3, "the followed job's change came \(Int(delay * 1000)) ms late")
         #expect(stream.text.contains("\"progress\":50"))
     }
+
+    /// On PostgreSQL a read is a round trip, maybe to another host. The hub read each round's changed
+    /// jobs itself, so every stream of the node waited for each of those round trips. Now the reader
+    /// thread reads them: while a read waits for the database, another stream's heartbeats still go out.
+    @Test func aReadWaitingForTheDatabaseHoldsNoOtherStream() throws {
+        let store = SlowStore(readsAreRoundTrips: true)
+        let waiting = testID(1), other = testID(2)
+        var job = testJob(waiting, .running, seq: 2)
+        try store.submit(job)
+        try store.submit(testJob(other, .running, seq: 2))
+        let hub = try StreamHub(store: store, urlPrefix: "/jobs", heartbeat: HeraldDuration(milliseconds: 100), log: { _ in })
+        hub.start()
+        let waitingStream = TestClient(hub: hub, target: .job(waiting, log: false, cursor: nil))
+        let otherStream = TestClient(hub: hub, target: .job(other, log: false, cursor: nil))
+        #expect(waitingStream.read(within: 5) { $0.statusEvents == 1 })
+        #expect(otherStream.read(within: 5) { $0.statusEvents == 1 })
+
+        // The next read of the changed job gets its answer only when the test says so.
+        store.held.withLock { _ = $0.insert(waiting) }
+        job.seq = 3
+        job.progress = 50
+        try store.submit(job)
+        store.watcher.queued.withLock { $0.append(.job(waiting)) }
+        #expect(store.heldRead.wait(timeout: .now() + 5) == .success, "the changed job was not read")
+        func pings(_ client: TestClient) -> Int { client.text.components(separatedBy: ServerSentEvents.ping).count - 1 }
+        let before = pings(otherStream)
+        #expect(otherStream.read(within: 3) { pings($0) >= before + 3 }, "no heartbeat while a read waited")
+        store.heldRelease.signal()
+        #expect(waitingStream.read(within: 5) { $0.statusEvents == 2 })
+        #expect(waitingStream.text.contains("\"progress\":50"))
+    }
 }
