@@ -273,11 +273,17 @@ public final class StreamHub: @unchecked Sendable {
         guard !sub.closed else { return }
         var gone: [JobID] = []
         followers.add(sub, token: token, jobs: sub.jobIDs)
-        for id in sub.jobIDs {
-            guard cache[id] == nil else { continue }
-            do {
-                if let job = try store.job(id) { cache[id] = CachedJob(job, urlPrefix: urlPrefix) } else { gone.append(id) }
-            } catch {}  // unreadable now: its next change reads it again
+        let unread = sub.jobIDs.filter { cache[$0] == nil }
+        if store.readsAreRoundTrips {
+            // A round trip per new stream would hold every stream of the node (a burst of 1,000 connections: 1,000
+            // in a row): the reader reads them, and their states reach the stream as any change does.
+            if !unread.isEmpty { changeReader.read(Dictionary(unread.map { ($0, true) }, uniquingKeysWith: { a, _ in a }), endedBefore: .max) }
+        } else {
+            for id in unread {
+                do {
+                    if let job = try store.job(id) { cache[id] = CachedJob(job, urlPrefix: urlPrefix) } else { gone.append(id) }
+                } catch {}  // unreadable now: its next change reads it again
+            }
         }
         // Removed since the API found it: the stream would wait for ever.
         for id in gone { forget(id) }

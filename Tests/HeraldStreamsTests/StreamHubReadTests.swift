@@ -70,4 +70,37 @@ import Testing
         #expect(waitingStream.read(within: 5) { $0.statusEvents == 2 })
         #expect(waitingStream.text.contains("\"progress\":50"))
     }
+
+    /// Likewise a new stream: the hub read its job itself before its first event, and 1,000 clients
+    /// connecting at once meant 1,000 round trips in a row with every other stream of the node waiting.
+    @Test func aNewStreamsFirstReadHoldsNoOtherStream() throws {
+        let store = SlowStore(readsAreRoundTrips: true)
+        let newID = testID(1), other = testID(2)
+        try store.submit(testJob(newID, .running, seq: 4))
+        try store.submit(testJob(other, .running, seq: 2))
+        let hub = try StreamHub(store: store, urlPrefix: "/jobs", heartbeat: HeraldDuration(milliseconds: 100), log: { _ in })
+        hub.start()
+        let otherStream = TestClient(hub: hub, target: .job(other, log: false, cursor: nil))
+        #expect(otherStream.read(within: 5) { $0.statusEvents == 1 })
+
+        store.held.withLock { _ = $0.insert(newID) }
+        let newStream = TestClient(hub: hub, target: .job(newID, log: false, cursor: nil))
+        #expect(store.heldRead.wait(timeout: .now() + 5) == .success, "the new stream's job was not read")
+        func pings(_ client: TestClient) -> Int { client.text.components(separatedBy: ServerSentEvents.ping).count - 1 }
+        let before = pings(otherStream)
+        #expect(otherStream.read(within: 3) { pings($0) >= before + 3 }, "no heartbeat while a new stream's read waited")
+        store.heldRelease.signal()
+        #expect(newStream.read(within: 5) { $0.statusEvents == 1 })
+        #expect(newStream.text.contains("\"seq\":4"))
+    }
+
+    /// A job gone from the store by the time its new stream's read comes back ends that stream, as before.
+    @Test func aNewStreamOfAJobGoneEndsWhenItsReadComesBack() throws {
+        let store = SlowStore(readsAreRoundTrips: true)
+        let hub = try StreamHub(store: store, urlPrefix: "/jobs", heartbeat: .seconds(60), log: { _ in })
+        hub.start()
+        let stream = TestClient(hub: hub, target: .job(testID(9), log: false, cursor: nil))
+        #expect(stream.read(within: 5) { $0.ended })
+        #expect(stream.text.contains(": gone"))
+    }
 }
