@@ -44,29 +44,19 @@ import Testing
     /// jobs itself, so every stream of the node waited for each of those round trips. Now the reader
     /// thread reads them: while a read waits for the database, another stream's heartbeats still go out.
     @Test func aReadWaitingForTheDatabaseHoldsNoOtherStream() throws {
-        let store = SlowStore(readsAreRoundTrips: true)
-        let waiting = testID(1), other = testID(2)
+        let waiting = testID(1)
         var job = testJob(waiting, .running, seq: 2)
+        let (store, hub, otherStream) = try roundTripHubWithAStreamOpen()
         try store.submit(job)
-        try store.submit(testJob(other, .running, seq: 2))
-        let hub = try StreamHub(store: store, urlPrefix: "/jobs", heartbeat: HeraldDuration(milliseconds: 100), log: { _ in })
-        hub.start()
         let waitingStream = TestClient(hub: hub, target: .job(waiting, log: false, cursor: nil))
-        let otherStream = TestClient(hub: hub, target: .job(other, log: false, cursor: nil))
         #expect(waitingStream.read(within: 5) { $0.statusEvents == 1 })
-        #expect(otherStream.read(within: 5) { $0.statusEvents == 1 })
 
-        // The next read of the changed job gets its answer only when the test says so.
         store.held.withLock { _ = $0.insert(waiting) }
         job.seq = 3
         job.progress = 50
         try store.submit(job)
         store.watcher.queued.withLock { $0.append(.job(waiting)) }
-        #expect(store.heldRead.wait(timeout: .now() + 5) == .success, "the changed job was not read")
-        func pings(_ client: TestClient) -> Int { client.text.components(separatedBy: ServerSentEvents.ping).count - 1 }
-        let before = pings(otherStream)
-        #expect(otherStream.read(within: 3) { pings($0) >= before + 3 }, "no heartbeat while a read waited")
-        store.heldRelease.signal()
+        expectHeartbeats(to: otherStream, whileAReadIsHeldIn: store)
         #expect(waitingStream.read(within: 5) { $0.statusEvents == 2 })
         #expect(waitingStream.text.contains("\"progress\":50"))
     }
@@ -74,22 +64,12 @@ import Testing
     /// Likewise a new stream: the hub read its job itself before its first event, and 1,000 clients
     /// connecting at once meant 1,000 round trips in a row with every other stream of the node waiting.
     @Test func aNewStreamsFirstReadHoldsNoOtherStream() throws {
-        let store = SlowStore(readsAreRoundTrips: true)
-        let newID = testID(1), other = testID(2)
+        let newID = testID(1)
+        let (store, hub, otherStream) = try roundTripHubWithAStreamOpen()
         try store.submit(testJob(newID, .running, seq: 4))
-        try store.submit(testJob(other, .running, seq: 2))
-        let hub = try StreamHub(store: store, urlPrefix: "/jobs", heartbeat: HeraldDuration(milliseconds: 100), log: { _ in })
-        hub.start()
-        let otherStream = TestClient(hub: hub, target: .job(other, log: false, cursor: nil))
-        #expect(otherStream.read(within: 5) { $0.statusEvents == 1 })
-
         store.held.withLock { _ = $0.insert(newID) }
         let newStream = TestClient(hub: hub, target: .job(newID, log: false, cursor: nil))
-        #expect(store.heldRead.wait(timeout: .now() + 5) == .success, "the new stream's job was not read")
-        func pings(_ client: TestClient) -> Int { client.text.components(separatedBy: ServerSentEvents.ping).count - 1 }
-        let before = pings(otherStream)
-        #expect(otherStream.read(within: 3) { pings($0) >= before + 3 }, "no heartbeat while a new stream's read waited")
-        store.heldRelease.signal()
+        expectHeartbeats(to: otherStream, whileAReadIsHeldIn: store)
         #expect(newStream.read(within: 5) { $0.statusEvents == 1 })
         #expect(newStream.text.contains("\"seq\":4"))
     }
@@ -102,5 +82,25 @@ import Testing
         let stream = TestClient(hub: hub, target: .job(testID(9), log: false, cursor: nil))
         #expect(stream.read(within: 5) { $0.ended })
         #expect(stream.text.contains(": gone"))
+    }
+
+    /// A hub on a store whose reads are round trips, heartbeats every 100 ms, and a stream open on another job.
+    private func roundTripHubWithAStreamOpen() throws -> (SlowStore, StreamHub, TestClient) {
+        let store = SlowStore(readsAreRoundTrips: true)
+        try store.submit(testJob(testID(2), .running, seq: 2))
+        let hub = try StreamHub(store: store, urlPrefix: "/jobs", heartbeat: HeraldDuration(milliseconds: 100), log: { _ in })
+        hub.start()
+        let stream = TestClient(hub: hub, target: .job(testID(2), log: false, cursor: nil))
+        #expect(stream.read(within: 5) { $0.statusEvents == 1 })
+        return (store, hub, stream)
+    }
+
+    /// Waits for the held read to start, expects `client` to get heartbeats meanwhile, then lets the read answer.
+    private func expectHeartbeats(to client: TestClient, whileAReadIsHeldIn store: SlowStore) {
+        #expect(store.heldRead.wait(timeout: .now() + 5) == .success, "the held job was not read")
+        func pings(_ client: TestClient) -> Int { client.text.components(separatedBy: ServerSentEvents.ping).count - 1 }
+        let before = pings(client)
+        #expect(client.read(within: 3) { pings($0) >= before + 3 }, "no heartbeat while a read waited")
+        store.heldRelease.signal()
     }
 }
