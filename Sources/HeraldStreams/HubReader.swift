@@ -24,6 +24,7 @@ final class HubReader: @unchecked Sendable {
     // Behind `condition`: requests not taken yet, merged (one listing serves every dashboard waiting).
     private var snapshotFor: [(token: UInt64, owner: String?)] = []
     private var reads: [JobID: Bool] = [:]
+    private var logReads: Set<LogPiece.Origin> = []
     private var endedBefore: Int64 = .max
 
     /// Results per inbox command: the hub handles each command in one go.
@@ -49,6 +50,12 @@ final class HubReader: @unchecked Sendable {
         condition.signal()
     }
 
+    /// Reads the chunk of a job's log that `origin` names, and reports it (nil: it could not be read now).
+    func readLog(_ origin: LogPiece.Origin) {
+        condition.withLock { _ = logReads.insert(origin) }
+        condition.signal()
+    }
+
     /// Reads `ids` (true: a stream follows that job); a job that ended before `endedBefore`
     /// (wall ms) and is not followed is no news to any dashboard and is not reported.
     func read(_ ids: [JobID: Bool], endedBefore: Int64) {
@@ -66,10 +73,11 @@ final class HubReader: @unchecked Sendable {
         if yieldsCPU { try? ThisThread.lowerPriority(nice: 10) }
         while true {
             condition.lock()
-            while snapshotFor.isEmpty && reads.isEmpty { condition.wait() }
-            let waiting = snapshotFor, ids = reads, endedBefore = endedBefore
+            while snapshotFor.isEmpty && reads.isEmpty && logReads.isEmpty { condition.wait() }
+            let waiting = snapshotFor, ids = reads, endedBefore = endedBefore, logs = logReads
             snapshotFor = []
             reads = [:]
+            logReads = []
             self.endedBefore = .max
             condition.unlock()
             // Changes first: a snapshot may take seconds, and changes wait behind it.
@@ -83,6 +91,10 @@ final class HubReader: @unchecked Sendable {
                     return Read(id: id, job: job)
                 }
                 if !found.isEmpty { deliver(.jobsRead(found)) }
+            }
+            for origin in logs {
+                let read = try? store.log(origin.job, from: origin.offset, maxBytes: StreamHub.logChunkBytes)
+                deliver(.logRead(origin, read))
             }
             if !waiting.isEmpty {
                 // One listing for every stream waiting; each owner stream gets its owner's part.

@@ -20,4 +20,17 @@ struct LogPiece {
     let atEnd: Bool
     /// The event carries the whole rest of the log.
     let complete: Bool
+
+    /// Nothing to send yet: the chunk is being read off the hub thread (a database round trip). Not
+    /// complete, so an ended job's final status waits for it; its followers catch up when it comes.
+    static let awaitingRead = LogPiece(consumed: 0, frame: [], atEnd: true, complete: false)
+
+    /// Which read of a job's log: from `offset`, asked while the hub held state `seq` of the job. A read
+    /// asked for an earlier state may predate the last log writes of a later one (the runner writes a
+    /// job's log before its status), so a newer state asks again.
+    struct Origin: Hashable {
+        let job: JobID
+        let offset: Int
+        let seq: Int
+    }
 }

@@ -1,4 +1,5 @@
 import HeraldCore
+import HeraldStore
 
 extension StreamHub {
     /// Sends a subscriber everything it lacks, in order, until its socket is full.
@@ -60,7 +61,21 @@ extension StreamHub {
         let key = LogPiece.Key(job: cached.job.id, offset: offset, seq: seq, requestID: requestID, jobEnded: cached.job.state.isTerminal)
         if let piece = logPieces[key] { return piece }
         let id = cached.job.id
-        guard let read = try? store.log(id, from: offset, maxBytes: StreamHub.logChunkBytes), !read.bytes.isEmpty else { return nil }
+        let read: LogRead
+        if store.readsAreRoundTrips {
+            // A round trip here would hold every stream of the node: the reader reads it, and the job's log
+            // followers catch up when it is back (the round it comes in).
+            let origin = LogPiece.Origin(job: id, offset: offset, seq: cached.job.seq)
+            guard let fetched = logReads[origin] else {
+                if logReadsAsked.insert(origin).inserted { changeReader.readLog(origin) }
+                return .awaitingRead
+            }
+            read = fetched
+        } else {
+            guard let local = try? store.log(id, from: offset, maxBytes: StreamHub.logChunkBytes) else { return nil }
+            read = local
+        }
+        guard !read.bytes.isEmpty else { return nil }
         // Framed, the chunk stays within logChunkBytes too (empty lines grow sevenfold): all a
         // blocked follower ever holds is the rest of one such event.
         let fits = LogChunk.length(of: read.bytes[...], framedWithin: StreamHub.logChunkBytes)

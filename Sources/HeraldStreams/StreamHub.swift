@@ -31,7 +31,7 @@ public final class StreamHub: @unchecked Sendable {
     /// with 100,000 jobs) on one, the changed jobs only dashboards care about on the other, so
     /// that those never wait behind a snapshot.
     private var snapshotReader: HubReader!
-    private var changeReader: HubReader!
+    var changeReader: HubReader!
     /// The most followed jobs the hub thread reads in one round; a reader reads the rest (all of
     /// them when the store's reads are round trips: a round trip per round held every stream of the
     /// node, and 1,000 changes a second meant 1,000 of them).
@@ -57,6 +57,9 @@ public final class StreamHub: @unchecked Sendable {
     static let logChunkBytes = 64 * 1024
     /// Log events read and encoded this round, shared by followers at the same offset.
     var logPieces: [LogPiece.Key: LogPiece] = [:]
+    /// Log chunks the reader read for this round (stores whose reads are round trips), and those asked for and not back yet.
+    var logReads: [LogPiece.Origin: LogRead] = [:]
+    var logReadsAsked: Set<LogPiece.Origin> = []
     /// Each stream's next heartbeat, write deadline or token lapse: a round handles the streams due, never a pass over all.
     var timers = StreamTimers()
     /// The most streams' deadlines one round handles: streams parked together fall due together, and
@@ -79,6 +82,8 @@ public final class StreamHub: @unchecked Sendable {
         case snapshot(tokens: [UInt64], jobs: [DashboardSnapshot.Entry])
         /// Jobs the reader read for the hub.
         case jobsRead([HubReader.Read])
+        /// A chunk of a job's log the reader read for the hub (nil: it could not be read).
+        case logRead(LogPiece.Origin, LogRead?)
     }
 
     private static let inboxToken: UInt64 = 0
@@ -142,6 +147,7 @@ public final class StreamHub: @unchecked Sendable {
         while true {
             // A log that grew since is read again next round: pieces are shared within one round only.
             logPieces.removeAll(keepingCapacity: true)
+            logReads.removeAll(keepingCapacity: true)
             now = Clock.monotonicMilliseconds()
             var wait: Int64 = 60_000
             if let deadline = timers.nextDeadline() { wait = min(wait, max(0, deadline - now)) }
@@ -229,6 +235,12 @@ public final class StreamHub: @unchecked Sendable {
                 }
             case let .jobsRead(reads):
                 for read in reads { if let job = read.job { apply(job) } else { forget(read.id) } }
+            case let .logRead(origin, read):
+                logReadsAsked.remove(origin)
+                // Unreadable now (the database is away): its next log notice, or the full re-read after a reconnect, asks again.
+                guard let read else { continue }
+                logReads[origin] = read
+                catchUpLogFollowers(of: origin.job)
             case let .drain(retry):
                 drainRetry = retry
                 for sub in Array(subscribers.values) {

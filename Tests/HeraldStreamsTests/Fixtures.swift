@@ -39,6 +39,8 @@ final class SlowStore: JobStore, @unchecked Sendable {
     /// The next read of each of these jobs takes the job as it is, then waits for `heldRelease` before
     /// returning it (a reader thread descheduled between its read and its report).
     let held = Mutex<Set<JobID>>([])
+    /// Whether the next log read is held likewise.
+    let logHeld = Mutex<Bool>(false)
     let heldRead = DispatchSemaphore(value: 0)
     let heldRelease = DispatchSemaphore(value: 0)
 
@@ -75,6 +77,10 @@ final class SlowStore: JobStore, @unchecked Sendable {
     func log(_ id: JobID, from offset: Int, maxBytes: Int) throws(StoreError) -> LogRead {
         let log = logs.withLock { $0[id] ?? [] }
         let bytes = Array(log.dropFirst(offset).prefix(maxBytes))
+        if logHeld.withLock({ held in defer { held = false }; return held }) {
+            heldRead.signal()
+            heldRelease.wait()
+        }
         return LogRead(bytes: bytes, atEnd: offset + bytes.count >= log.count)
     }
     func watch() throws(StoreError) -> any StoreWatcher { watcher }

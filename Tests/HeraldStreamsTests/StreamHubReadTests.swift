@@ -74,6 +74,18 @@ import Testing
         #expect(newStream.text.contains("\"seq\":4"))
     }
 
+    /// Likewise a log follower's next chunk: the hub read it itself, a round trip each round the log grew.
+    @Test func aLogReadWaitingForTheDatabaseHoldsNoOtherStream() throws {
+        let (store, hub, otherStream) = try roundTripHubWithAStreamOpen()
+        let logged = testID(1)
+        try store.submit(testJob(logged, .running, seq: 2))
+        store.logs.withLock { $0[logged] = Array("line one\n".utf8) }
+        store.logHeld.withLock { $0 = true }
+        let follower = TestClient(hub: hub, target: .job(logged, log: true, cursor: nil))
+        expectHeartbeats(to: otherStream, whileAReadIsHeldIn: store)
+        #expect(follower.read(within: 5) { $0.text.contains("data: line one") && $0.statusEvents == 1 })
+    }
+
     /// A job gone from the store by the time its new stream's read comes back ends that stream, as before.
     @Test func aNewStreamOfAJobGoneEndsWhenItsReadComesBack() throws {
         let store = SlowStore(readsAreRoundTrips: true)
