@@ -62,15 +62,16 @@ extension StreamHub {
         if let piece = logPieces[key] { return piece }
         let id = cached.job.id
         let read: LogRead
-        if store.readsAreRoundTrips {
-            // A round trip here would hold every stream of the node: the reader reads it, and the job's log
-            // followers catch up when it is back (the round it comes in).
+        if readsOffThread {
+            // The reader reads it, and the job's log followers catch up when it is back (the round it comes in).
             let origin = LogPiece.Origin(job: id, offset: offset, seq: cached.job.seq)
-            guard let fetched = logReads[origin] else {
-                if logReadsAsked.insert(origin).inserted { changeReader.readLog(origin) }
+            switch logReads.lookUp(origin) {
+            case let .ready(fetched): read = fetched
+            case .ask:
+                changeReader.readLog(origin)
                 return .awaitingRead
+            case .waiting: return .awaitingRead
             }
-            read = fetched
         } else {
             guard let local = try? store.log(id, from: offset, maxBytes: StreamHub.logChunkBytes) else { return nil }
             read = local

@@ -32,10 +32,11 @@ public final class StreamHub: @unchecked Sendable {
     /// that those never wait behind a snapshot.
     private var snapshotReader: HubReader!
     var changeReader: HubReader!
-    /// The most followed jobs the hub thread reads in one round; a reader reads the rest (all of
-    /// them when the store's reads are round trips: a round trip per round held every stream of the
-    /// node, and 1,000 changes a second meant 1,000 of them).
-    var readsPerRound: Int { store.readsAreRoundTrips ? 0 : 128 }
+    /// Whether every read goes to the reader thread (the store's reads are round trips): a round trip on the hub
+    /// thread held every stream of the node, for each round's changes, each new stream and each log chunk.
+    let readsOffThread: Bool
+    /// The most followed jobs the hub thread reads in one round; a reader reads the rest (all of them, off thread).
+    var readsPerRound: Int { readsOffThread ? 0 : 128 }
 
     var subscribers: [UInt64: Subscriber] = [:]
     /// Each followed job's streams; closed ones stay (marked closed, passed by) until the round ends.
@@ -57,9 +58,8 @@ public final class StreamHub: @unchecked Sendable {
     static let logChunkBytes = 64 * 1024
     /// Log events read and encoded this round, shared by followers at the same offset.
     var logPieces: [LogPiece.Key: LogPiece] = [:]
-    /// Log chunks the reader read for this round (stores whose reads are round trips), and those asked for and not back yet.
-    var logReads: [LogPiece.Origin: LogRead] = [:]
-    var logReadsAsked: Set<LogPiece.Origin> = []
+    /// Log chunks asked of the reader, when reads are off thread.
+    var logReads = LogReads()
     /// Each stream's next heartbeat, write deadline or token lapse: a round handles the streams due, never a pass over all.
     var timers = StreamTimers()
     /// The most streams' deadlines one round handles: streams parked together fall due together, and
@@ -98,6 +98,7 @@ public final class StreamHub: @unchecked Sendable {
         writeDeadlineMilliseconds = writeDeadline.milliseconds
         self.maxOutboxBytes = maxOutboxBytes
         self.log = log
+        readsOffThread = store.readsAreRoundTrips
         inboxSignal = try EventFD()
         epoll = try Epoll()
         watcher = try store.watch()
@@ -105,7 +106,7 @@ public final class StreamHub: @unchecked Sendable {
         if let fd = watcher.fd { try epoll.add(FileDescriptor(rawValue: fd), events: Epoll.readable, token: StreamHub.watcherToken) }
         snapshotReader = HubReader(store: store, urlPrefix: urlPrefix, yieldsCPU: true) { [unowned self] in send($0) }
         // Changed jobs read from a database are every stream's news, not bulk work: read at the hub's priority.
-        changeReader = HubReader(store: store, urlPrefix: urlPrefix, yieldsCPU: !store.readsAreRoundTrips) { [unowned self] in send($0) }
+        changeReader = HubReader(store: store, urlPrefix: urlPrefix, yieldsCPU: !readsOffThread) { [unowned self] in send($0) }
     }
 
     /// Starts the hub thread.
@@ -147,10 +148,11 @@ public final class StreamHub: @unchecked Sendable {
         while true {
             // A log that grew since is read again next round: pieces are shared within one round only.
             logPieces.removeAll(keepingCapacity: true)
-            logReads.removeAll(keepingCapacity: true)
+            logReads.newRound()
             now = Clock.monotonicMilliseconds()
             var wait: Int64 = 60_000
             if let deadline = timers.nextDeadline() { wait = min(wait, max(0, deadline - now)) }
+            if let retry = logReads.retryAt { wait = min(wait, max(0, retry - now)) }
             if watcher.fd == nil { wait = min(wait, max(0, nextPoll - now)) }
             if !logBacklog.isEmpty { wait = 0 }
             let ready = epoll.wait(timeoutMilliseconds: Int32(wait))
@@ -174,6 +176,7 @@ public final class StreamHub: @unchecked Sendable {
                 applyChanges()
             }
             fireDeadlines()
+            for id in logReads.dueRetries(now: now) { catchUpLogFollowers(of: id) }
             if !logBacklog.isEmpty { continueLogs() }
             for id in followers.endRound() { cache[id] = nil }
             if !dashboardEnded.isEmpty, now >= nextEndedPrune {
@@ -236,11 +239,9 @@ public final class StreamHub: @unchecked Sendable {
             case let .jobsRead(reads):
                 for read in reads { if let job = read.job { apply(job) } else { forget(read.id) } }
             case let .logRead(origin, read):
-                logReadsAsked.remove(origin)
-                // Unreadable now (the database is away): its next log notice, or the full re-read after a reconnect, asks again.
-                guard let read else { continue }
-                logReads[origin] = read
-                catchUpLogFollowers(of: origin.job)
+                // Unreadable now (the database is away): its followers ask again in a second, even if no notice comes
+                // (an ended job's last chunk would otherwise wait for ever, and its stream never end).
+                if logReads.arrived(origin, read, now: now) { catchUpLogFollowers(of: origin.job) }
             case let .drain(retry):
                 drainRetry = retry
                 for sub in Array(subscribers.values) {
@@ -286,7 +287,7 @@ public final class StreamHub: @unchecked Sendable {
         var gone: [JobID] = []
         followers.add(sub, token: token, jobs: sub.jobIDs)
         let unread = sub.jobIDs.filter { cache[$0] == nil }
-        if store.readsAreRoundTrips {
+        if readsOffThread {
             // A round trip per new stream would hold every stream of the node (a burst of 1,000 connections: 1,000
             // in a row): the reader reads them, and their states reach the stream as any change does.
             if !unread.isEmpty { changeReader.read(Dictionary(unread.map { ($0, true) }, uniquingKeysWith: { a, _ in a }), endedBefore: .max) }

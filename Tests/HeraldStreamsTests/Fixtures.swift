@@ -41,6 +41,8 @@ final class SlowStore: JobStore, @unchecked Sendable {
     let held = Mutex<Set<JobID>>([])
     /// Whether the next log read is held likewise.
     let logHeld = Mutex<Bool>(false)
+    /// How many of the next log reads fail as with the database away.
+    let logFailures = Atomic<Int>(0)
     let heldRead = DispatchSemaphore(value: 0)
     let heldRelease = DispatchSemaphore(value: 0)
 
@@ -75,6 +77,10 @@ final class SlowStore: JobStore, @unchecked Sendable {
     func jobCounts() throws(StoreError) -> [JobState: Int] { [:] }
     func requestCancel(_ id: JobID) throws(StoreError) {}
     func log(_ id: JobID, from offset: Int, maxBytes: Int) throws(StoreError) -> LogRead {
+        if logFailures.load(ordering: .relaxed) > 0 {
+            logFailures.subtract(1, ordering: .relaxed)
+            throw .unavailable("the test's database is away")
+        }
         let log = logs.withLock { $0[id] ?? [] }
         let bytes = Array(log.dropFirst(offset).prefix(maxBytes))
         if logHeld.withLock({ held in defer { held = false }; return held }) {

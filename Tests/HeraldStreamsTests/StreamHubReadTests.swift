@@ -86,6 +86,23 @@ import Testing
         #expect(follower.read(within: 5) { $0.text.contains("data: line one") && $0.statusEvents == 1 })
     }
 
+    /// A log chunk whose read fails (the database away) is asked for again a second later, notice or not: an
+    /// ended job's last chunk waited for a log notice that never came, and its stream never ended.
+    @Test func aFailedLogReadIsAskedAgainAndTheStreamStillEnds() throws {
+        let store = SlowStore(readsAreRoundTrips: true)
+        let id = testID(1)
+        try store.submit(testJob(id, .succeeded, seq: 5))
+        store.logs.withLock { $0[id] = Array("last words\n".utf8) }
+        store.logFailures.store(1, ordering: .relaxed)
+        let hub = try StreamHub(store: store, urlPrefix: "/jobs", heartbeat: .seconds(60), log: { _ in })
+        hub.start()
+        let follower = TestClient(hub: hub, target: .job(id, log: true, cursor: nil))
+        #expect(follower.read(within: 5) { $0.ended })
+        #expect(follower.text.contains("data: last words"))
+        #expect(follower.text.contains("event: end"))
+        #expect(store.logFailures.load(ordering: .relaxed) == 0, "no read failed")
+    }
+
     /// A job gone from the store by the time its new stream's read comes back ends that stream, as before.
     @Test func aNewStreamOfAJobGoneEndsWhenItsReadComesBack() throws {
         let store = SlowStore(readsAreRoundTrips: true)
