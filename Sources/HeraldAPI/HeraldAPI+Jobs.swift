@@ -42,8 +42,10 @@ extension HeraldAPI {
             }
             owner = text
         }
-        let id = JobID(milliseconds: UInt64(Clock.wallMilliseconds()), random: RandomSource.bytes(10))
-        let job = Job(id: id, kind: kind.name, params: params, owner: owner, now: Timestamp(milliseconds: Clock.wallMilliseconds()))
+        let now = Clock.wallMilliseconds()
+        let random = RandomSource.bytes(10)
+        let id = jobIDs.withLock { $0.next(nowMilliseconds: UInt64(now), random: random) }
+        let job = Job(id: id, kind: kind.name, params: params, owner: owner, now: Timestamp(milliseconds: now))
         guard let idempotencyKey else {
             try storeCall { () throws(StoreError) in try store.submit(job) }
             return .json(201, job.json(urlPrefix: config.urlPrefix), headers: [("Location", "\(config.urlPrefix)/\(id)")])

@@ -3,6 +3,7 @@ import HeraldPOSIX
 import HeraldStore
 import HeraldStreams
 import HeraldTokens
+import Synchronization
 
 /// Herald's HTTP API (SPEC §3, §4): routes a request to its answer. Thread-safe; holds no request state.
 public final class HeraldAPI: Sendable {
@@ -16,6 +17,8 @@ public final class HeraldAPI: Sendable {
     /// Request counters for /metrics.
     public let requests = RequestCounters()
     let log: @Sendable (String) -> Void
+    /// This node's job IDs, increasing in submit order.
+    let jobIDs = Mutex(JobIDSequence())
 
     /// The API over `store`, with the hub's `metrics` for capacity and /metrics; `readTokens` checks read tokens, if configured.
     public init(config: Config, store: any JobStore, auth: SubmitterAuth, readTokens: ReadTokenVerifier? = nil, metrics: StreamMetrics,

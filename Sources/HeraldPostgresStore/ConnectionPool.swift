@@ -31,6 +31,7 @@ final class ConnectionPool: Sendable {
     /// Runs `body` on a connection. A failure of the connection itself is `unavailable`; when it
     /// happened on a connection that had been idle (PostgreSQL restarted since), `body` runs once
     /// more on a new connection, so the first request after a restart does not fail for nothing.
+    @discardableResult
     func with<T>(_ body: (PostgresConnection) throws -> T) throws(StoreError) -> T {
         var reused = true
         while true {

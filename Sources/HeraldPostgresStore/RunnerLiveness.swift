@@ -156,9 +156,9 @@ final class RunnerLiveness: @unchecked Sendable {
     }
 
     static let hostName: String = {
-        var buffer = [CChar](repeating: 0, count: 256)
+        var buffer = [UInt8](repeating: 0, count: 256)
         gethostname(&buffer, 255)
-        return String(cString: buffer)
+        return String(decoding: buffer.prefix { $0 != 0 }, as: UTF8.self)
     }()
 }
 

@@ -115,6 +115,16 @@ import Testing
         #expect(rest["next"] == .null)
     }
 
+    /// Jobs submitted within one millisecond list in the order they were submitted: the list is newest first
+    /// and the runner claims oldest first, both by ID (the random part used to order same-millisecond IDs).
+    @Test func jobsSubmittedInOneBurstListInSubmitOrder() throws {
+        let f = try APIFixture()
+        let ids = try (0..<40).map { _ in try f.submitDemo().id.text }
+        let page = try #require(f.response("GET", "/jobs?limit=40").json)
+        guard case let .array(jobs)? = page["jobs"] else { Issue.record("no jobs array"); return }
+        #expect(jobs.compactMap { $0["id"]?.stringValue } == ids.reversed())
+    }
+
     @Test(arguments: ["limit=0", "limit=501", "limit=x", "state=done", "before=nope", "a=%zz"])
     func badQueriesAre400(_ query: String) throws {
         let f = try APIFixture()

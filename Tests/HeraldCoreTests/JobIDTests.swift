@@ -86,4 +86,18 @@ import Testing
         let path = "/jobs/\(text)/events"
         #expect(JobID(path.split(separator: "/")[1]) == id)
     }
+
+    @Test func aSequenceIncreasesWithinAMillisecondAndWhenTheClockStepsBack() {
+        var sequence = JobIDSequence()
+        // Random parts that sort downwards: only the time part can keep the order.
+        let ids = [(1_000, 9), (1_000, 8), (1_000, 7), (999, 6), (1_010, 5), (1_010, 4)].map { now, seed in
+            sequence.next(nowMilliseconds: UInt64(now), random: Array(repeating: UInt8(seed), count: 10))
+        }
+        #expect(ids.map(\.milliseconds) == [1_000, 1_001, 1_002, 1_003, 1_010, 1_011])
+        #expect(ids == ids.sorted())
+        // The random part is kept whole: the IDs stay unguessable from a neighbour.
+        #expect(ids.map { $0.text.suffix(16) } == [9, 8, 7, 6, 5, 4].map {
+            JobID(milliseconds: 0, random: Array(repeating: UInt8($0), count: 10)).text.suffix(16)
+        })
+    }
 }
