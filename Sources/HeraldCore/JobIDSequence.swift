@@ -6,13 +6,13 @@
 /// one more than your own. The time part runs ahead of the clock only while more than 1,000 jobs a
 /// second arrive, and `created_at` keeps the clock's time.
 public struct JobIDSequence: Sendable {
-    private var lastMilliseconds: UInt64?
+    private var lastMilliseconds: UInt64 = 0
 
     public init() {}
 
     /// The next ID at `now` (milliseconds since the epoch) with 10 `random` bytes.
     public mutating func next(nowMilliseconds now: UInt64, random: [UInt8]) -> JobID {
-        let milliseconds = lastMilliseconds.map { max(now, $0 + 1) } ?? now
+        let milliseconds = max(now, lastMilliseconds + 1)
         lastMilliseconds = milliseconds
         return JobID(milliseconds: milliseconds, random: random)
     }
