@@ -123,7 +123,7 @@ public protocol JobStore: Sendable {
     /// Jobs matching `filter`, newest first.
     func jobs(_ filter: JobFilter) throws(StoreError) -> [Job]
     /// The jobs among `ids` that could be read now, each with its state (nil: no such job); an id left
-    /// out could not be read, and its next change reads it again. One round trip where the store has them.
+    /// out could not be read now (the stream hub reads it again a second later). One round trip where the store has them.
     func jobs(ids: [JobID]) -> [(id: JobID, job: Job?)]
     /// Whether a read waits for another process (a database, maybe on another host) rather than reading
     /// a local file: the stream hub then reads changed jobs off its thread, so no stream waits for it.

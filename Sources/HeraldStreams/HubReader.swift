@@ -83,14 +83,17 @@ final class HubReader: @unchecked Sendable {
             // Changes first: a snapshot may take seconds, and changes wait behind it.
             let order = Array(ids.keys)
             for start in stride(from: 0, to: order.count, by: HubReader.batch) {
-                // One read a batch; a job not read now is read again at its next change.
-                let found = store.jobs(ids: Array(order[start..<min(start + HubReader.batch, order.count)])).compactMap { id, job -> Read? in
+                // One read a batch; a job left out could not be read now, and the hub asks again.
+                let batch = order[start..<min(start + HubReader.batch, order.count)]
+                let read = store.jobs(ids: Array(batch))
+                let found = read.compactMap { id, job -> Read? in
                     if ids[id] != true {
                         guard let job, job.finishedAt.map({ $0.milliseconds >= endedBefore }) ?? true else { return nil }
                     }
                     return Read(id: id, job: job)
                 }
-                if !found.isEmpty { deliver(.jobsRead(found)) }
+                let unreadable = ReadRetries.leftOut(batch, by: read)
+                if !found.isEmpty || !unreadable.isEmpty { deliver(.jobsRead(found, unreadable: unreadable)) }
             }
             for origin in logs {
                 let read = try? store.log(origin.job, from: origin.offset, maxBytes: StreamHub.logChunkBytes)

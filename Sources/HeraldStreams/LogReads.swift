@@ -15,14 +15,11 @@ struct LogReads {
         case waiting
     }
 
-    /// How long after a failed read (the database away) its job's followers ask again.
-    static let retryMilliseconds: Int64 = 1000
-
     private var back: [LogPiece.Origin: LogRead] = [:]
     private var asked: Set<LogPiece.Origin> = []
-    private var retrying: Set<JobID> = []
+    private var retries = ReadRetries()
     /// When the jobs whose read failed ask again, if any did.
-    private(set) var retryAt: Int64?
+    var retryAt: Int64? { retries.dueAt }
 
     /// The chunk `origin` names, as far as it has come.
     mutating func lookUp(_ origin: LogPiece.Origin) -> Lookup {
@@ -35,8 +32,7 @@ struct LogReads {
     mutating func arrived(_ origin: LogPiece.Origin, _ read: LogRead?, now: Int64) -> Bool {
         asked.remove(origin)
         guard let read else {
-            retrying.insert(origin.job)
-            retryAt = min(retryAt ?? .max, now + LogReads.retryMilliseconds)
+            retries.failed(origin.job, now: now)
             return false
         }
         back[origin] = read
@@ -47,12 +43,5 @@ struct LogReads {
     mutating func newRound() { back.removeAll(keepingCapacity: true) }
 
     /// The jobs whose followers ask again at `now` (none before `retryAt`).
-    mutating func dueRetries(now: Int64) -> Set<JobID> {
-        guard let at = retryAt, now >= at else { return [] }
-        defer {
-            retrying.removeAll()
-            retryAt = nil
-        }
-        return retrying
-    }
+    mutating func dueRetries(now: Int64) -> Set<JobID> { retries.due(now: now) }
 }

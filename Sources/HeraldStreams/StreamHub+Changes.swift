@@ -27,12 +27,20 @@ extension StreamHub {
             }
         }
         for id in logsGrown { catchUpLogFollowers(of: id) }
-        guard !changed.isEmpty else { return }
+        if !changed.isEmpty { read(changed: changed) }
+    }
+
+    /// Reads the `changed` jobs someone watches, a bounded few here and the rest by the reader, and applies them.
+    func read(changed: Set<JobID>) {
         // An owner stream may want any changed job: its owner is known once it is read.
         let reads = ChangedJobs(Array(changed), isFollowed: { followers[$0] != nil }, dashboardsOpen: !dashboards.isEmpty || !ownerStreams.isEmpty,
                                 budget: readsPerRound)
-        // One read for the round's jobs (one query on PostgreSQL); one not read now is read at its next change.
-        for (id, job) in store.jobs(ids: reads.now) { if let job { apply(job) } else { forget(id) } }
+        if !reads.now.isEmpty {
+            // One read for the round's jobs (one query on PostgreSQL).
+            let read = store.jobs(ids: reads.now)
+            for (id, job) in read { if let job { apply(job) } else { forget(id) } }
+            for id in ReadRetries.leftOut(reads.now, by: read) { jobRetries.failed(id, now: now) }
+        }
         if !reads.later.isEmpty {
             // A job that ended before every open dashboard connected is no news to any of them.
             let oldest = (dashboards.compactMap { subscribers[$0]?.connectedAt }

@@ -61,6 +61,8 @@ public final class StreamHub: @unchecked Sendable {
     var logPieces: [LogPiece.Key: LogPiece] = [:]
     /// Log chunks asked of the reader, when reads are off thread.
     var logReads = LogReads()
+    /// Jobs whose read failed, read again a second later.
+    var jobRetries = ReadRetries()
     /// Each stream's next heartbeat, write deadline or token lapse: a round handles the streams due, never a pass over all.
     var timers = StreamTimers()
     /// The most streams' deadlines one round handles: streams parked together fall due together, and
@@ -81,8 +83,8 @@ public final class StreamHub: @unchecked Sendable {
         /// The reader's listing of the jobs not yet ended (of one owner, for owner streams), for the dashboards
         /// or owner streams `tokens` (registered before it was read).
         case snapshot(tokens: [UInt64], jobs: [DashboardSnapshot.Entry])
-        /// Jobs the reader read for the hub.
-        case jobsRead([HubReader.Read])
+        /// Jobs the reader read for the hub, and those it could not read now.
+        case jobsRead([HubReader.Read], unreadable: [JobID])
         /// A chunk of a job's log the reader read for the hub (nil: it could not be read).
         case logRead(LogPiece.Origin, LogRead?)
     }
@@ -153,7 +155,7 @@ public final class StreamHub: @unchecked Sendable {
             now = Clock.monotonicMilliseconds()
             var wait: Int64 = 60_000
             if let deadline = timers.nextDeadline() { wait = min(wait, max(0, deadline - now)) }
-            if let retry = logReads.retryAt { wait = min(wait, max(0, retry - now)) }
+            for retry in [logReads.retryAt, jobRetries.dueAt].compactMap({ $0 }) { wait = min(wait, max(0, retry - now)) }
             if watcher.fd == nil { wait = min(wait, max(0, nextPoll - now)) }
             if !logBacklog.isEmpty { wait = 0 }
             let ready = epoll.wait(timeoutMilliseconds: Int32(wait))
@@ -178,6 +180,8 @@ public final class StreamHub: @unchecked Sendable {
             }
             fireDeadlines()
             for id in logReads.dueRetries(now: now) { catchUpLogFollowers(of: id) }
+            let unread = jobRetries.due(now: now)
+            if !unread.isEmpty { read(changed: unread) }
             if !logBacklog.isEmpty { continueLogs() }
             for id in followers.endRound() { cache[id] = nil }
             if !dashboardEnded.isEmpty, now >= nextEndedPrune {
@@ -237,8 +241,9 @@ public final class StreamHub: @unchecked Sendable {
                     }
                     if !sub.isBlocked { catchUp(sub) }
                 }
-            case let .jobsRead(reads):
+            case let .jobsRead(reads, unreadable):
                 for read in reads { if let job = read.job { apply(job) } else { forget(read.id) } }
+                for id in unreadable { jobRetries.failed(id, now: now) }
             case let .logRead(origin, read):
                 // Unreadable now (the database is away): its followers ask again in a second, even if no notice comes
                 // (an ended job's last chunk would otherwise wait for ever, and its stream never end).
@@ -296,7 +301,7 @@ public final class StreamHub: @unchecked Sendable {
             for id in unread {
                 do {
                     if let job = try store.job(id) { cache[id] = CachedJob(job, urlPrefix: urlPrefix) } else { gone.append(id) }
-                } catch {}  // unreadable now: its next change reads it again
+                } catch { jobRetries.failed(id, now: now) }
             }
         }
         // Removed since the API found it: the stream would wait for ever.

@@ -43,6 +43,8 @@ final class SlowStore: JobStore, @unchecked Sendable {
     let logHeld = Mutex<Bool>(false)
     /// How many of the next log reads fail as with the database away.
     let logFailures = Atomic<Int>(0)
+    /// How many of the next job reads fail likewise.
+    let jobFailures = Atomic<Int>(0)
     let heldRead = DispatchSemaphore(value: 0)
     let heldRelease = DispatchSemaphore(value: 0)
 
@@ -62,6 +64,10 @@ final class SlowStore: JobStore, @unchecked Sendable {
     }
     func job(_ id: JobID) throws(StoreError) -> Job? {
         reads.add(1, ordering: .relaxed)
+        if jobFailures.load(ordering: .relaxed) > 0 {
+            jobFailures.subtract(1, ordering: .relaxed)
+            throw .unavailable("the test's database is away")
+        }
         let delay = readMicroseconds.load(ordering: .relaxed)
         if delay > 0 { usleep(UInt32(delay)) }
         let job = jobsByID.withLock { $0[id] }

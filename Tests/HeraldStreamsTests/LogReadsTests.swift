@@ -33,7 +33,7 @@ import Testing
         _ = reads.lookUp(origin)
         let brought = reads.arrived(origin, nil, now: 5_000)
         #expect(!brought)
-        #expect(reads.retryAt == 5_000 + LogReads.retryMilliseconds)
+        #expect(reads.retryAt == 5_000 + ReadRetries.delayMilliseconds)
         let early = reads.dueRetries(now: 5_999)
         #expect(early.isEmpty)
         // A second failure later does not put off the first one's retry.

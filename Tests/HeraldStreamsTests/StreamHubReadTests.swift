@@ -103,6 +103,45 @@ import Testing
         #expect(store.logFailures.load(ordering: .relaxed) == 0, "no read failed")
     }
 
+    /// A new stream's first read of its job that fails (the database away, or no descriptor left) is made again
+    /// a second later: it was left to the job's next change, and a job that had ended changes no more, so its
+    /// stream got heartbeats for ever and never its status nor its end. On either kind of store.
+    @Test(arguments: [false, true])
+    func aFailedFirstReadIsMadeAgainAndTheStreamStillEnds(readsAreRoundTrips: Bool) throws {
+        let store = SlowStore(readsAreRoundTrips: readsAreRoundTrips)
+        let id = testID(1)
+        try store.submit(testJob(id, .succeeded, seq: 5))
+        store.jobFailures.store(1, ordering: .relaxed)
+        let hub = try StreamHub(store: store, urlPrefix: "/jobs", heartbeat: .seconds(60), log: { _ in })
+        hub.start()
+        let stream = TestClient(hub: hub, target: .job(id, log: false, cursor: nil))
+        #expect(stream.read(within: 5) { $0.ended })
+        #expect(stream.statusEvents == 1)
+        #expect(stream.text.contains("event: end"))
+        #expect(store.jobFailures.load(ordering: .relaxed) == 0, "no read failed")
+    }
+
+    /// Likewise the read of a changed job: the job's end, read while the database was away, was lost for good.
+    @Test(arguments: [false, true])
+    func aFailedReadOfAChangedJobIsMadeAgainAndTheStreamStillEnds(readsAreRoundTrips: Bool) throws {
+        let store = SlowStore(readsAreRoundTrips: readsAreRoundTrips)
+        let id = testID(1)
+        var job = testJob(id, .running, seq: 2)
+        try store.submit(job)
+        let hub = try StreamHub(store: store, urlPrefix: "/jobs", heartbeat: .seconds(60), log: { _ in })
+        hub.start()
+        let stream = TestClient(hub: hub, target: .job(id, log: false, cursor: nil))
+        #expect(stream.read(within: 5) { $0.statusEvents == 1 })
+        job.state = .succeeded
+        job.seq = 3
+        try store.submit(job)
+        store.jobFailures.store(1, ordering: .relaxed)
+        store.watcher.queued.withLock { $0.append(.job(id)) }
+        #expect(stream.read(within: 5) { $0.ended })
+        #expect(stream.text.contains("\"state\":\"succeeded\""))
+        #expect(store.jobFailures.load(ordering: .relaxed) == 0, "no read failed")
+    }
+
     /// A job gone from the store by the time its new stream's read comes back ends that stream, as before.
     @Test func aNewStreamOfAJobGoneEndsWhenItsReadComesBack() throws {
         let store = SlowStore(readsAreRoundTrips: true)
