@@ -21,8 +21,9 @@ struct LogPiece {
     /// The event carries the whole rest of the log.
     let complete: Bool
 
-    /// Nothing to send yet: the chunk is being read off the hub thread (a database round trip). Not
-    /// complete, so an ended job's final status waits for it; its followers catch up when it comes.
+    /// Nothing to send yet: the chunk is being read off the hub thread (a database round trip), or its read
+    /// failed and is made again. Not complete, so an ended job's final status waits for it; its followers
+    /// catch up when it comes.
     static let awaitingRead = LogPiece(consumed: 0, frame: [], atEnd: true, complete: false)
 
     /// Which read of a job's log: from `offset`, asked while the hub held state `seq` of the job. A read

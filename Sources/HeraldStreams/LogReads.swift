@@ -2,7 +2,7 @@ import HeraldCore
 import HeraldStore
 
 /// The log chunks a hub asks its reader thread for (stores whose reads are round trips): those back
-/// this round, those on their way, and the jobs whose followers ask again after a read failed.
+/// this round, those on their way; and, on any store, the jobs whose followers ask again after a read failed.
 /// Pure: the hub passes the time.
 struct LogReads {
     /// What a follower's chunk is now.

@@ -61,10 +61,10 @@ extension StreamHub {
         let key = LogPiece.Key(job: cached.job.id, offset: offset, seq: seq, requestID: requestID, jobEnded: cached.job.state.isTerminal)
         if let piece = logPieces[key] { return piece }
         let id = cached.job.id
+        let origin = LogPiece.Origin(job: id, offset: offset, seq: cached.job.seq)
         let read: LogRead
         if readsOffThread {
             // The reader reads it, and the job's log followers catch up when it is back (the round it comes in).
-            let origin = LogPiece.Origin(job: id, offset: offset, seq: cached.job.seq)
             switch logReads.lookUp(origin) {
             case let .ready(fetched): read = fetched
             case .ask:
@@ -73,7 +73,12 @@ extension StreamHub {
             case .waiting: return .awaitingRead
             }
         } else {
-            guard let local = try? store.log(id, from: offset, maxBytes: StreamHub.logChunkBytes) else { return nil }
+            guard let local = try? store.log(id, from: offset, maxBytes: StreamHub.logChunkBytes) else {
+                // Unreadable now (no descriptor left): asked again in a second. Not nil, which would read as "no
+                // more log" and send an ended job's final status without the rest of its log.
+                _ = logReads.arrived(origin, nil, now: now)
+                return .awaitingRead
+            }
             read = local
         }
         guard !read.bytes.isEmpty else { return nil }

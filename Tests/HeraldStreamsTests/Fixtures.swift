@@ -98,6 +98,13 @@ final class SlowStore: JobStore, @unchecked Sendable {
     func watch() throws(StoreError) -> any StoreWatcher { watcher }
 }
 
+/// A hub on `store`, started, logging nothing.
+func startedHub(on store: some JobStore, heartbeat: HeraldDuration = .seconds(60)) throws -> StreamHub {
+    let hub = try StreamHub(store: store, urlPrefix: "/jobs", heartbeat: heartbeat, log: { _ in })
+    hub.start()
+    return hub
+}
+
 /// A polled watcher reporting whatever the test queued.
 final class ManualWatcher: StoreWatcher, @unchecked Sendable {
     let queued = Mutex<[StoreChange]>([])

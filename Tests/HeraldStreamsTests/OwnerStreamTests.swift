@@ -19,8 +19,7 @@ import Testing
         try store.submit(owned(2, "bob"))
         try store.submit(owned(3, nil))
         try store.submit(owned(4, "alice", .succeeded, seq: 5))  // ended before: not in the snapshot
-        let hub = try StreamHub(store: store, urlPrefix: "/jobs", heartbeat: .seconds(60), log: { _ in })
-        hub.start()
+        let hub = try startedHub(on: store)
         let alice = TestClient(hub: hub, target: .owner("alice"))
         let dashboard = TestClient(hub: hub, target: .dashboard)
         #expect(alice.read(within: 5) { $0.statusEvents == 1 })
@@ -51,8 +50,7 @@ import Testing
         let store = SlowStore()
         let id = testID(1)
         try store.submit(owned(1, "alice", seq: 2))
-        let hub = try StreamHub(store: store, urlPrefix: "/jobs", heartbeat: .seconds(60), log: { _ in })
-        hub.start()
+        let hub = try startedHub(on: store)
         let dashboard = TestClient(hub: hub, target: .dashboard)
         #expect(dashboard.read(within: 5) { $0.statusEvents == 1 })
 
@@ -83,8 +81,7 @@ import Testing
     @Test func aStreamOpenedWithAReadTokenEndsWhenTheTokenLapses() throws {
         let store = SlowStore()
         try store.submit(owned(1, "alice"))
-        let hub = try StreamHub(store: store, urlPrefix: "/jobs", heartbeat: .seconds(60), log: { _ in })
-        hub.start()
+        let hub = try startedHub(on: store)
         let now = HeraldPOSIX.Clock.wallMilliseconds()
         let lapsing = TestClient(hub: hub, target: .owner("alice"), authorizedUntil: now + 3000)
         let forever = TestClient(hub: hub, target: .owner("alice"))

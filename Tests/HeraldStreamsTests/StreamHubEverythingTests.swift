@@ -11,8 +11,7 @@ import Testing
         let id = testID(1)
         var job = testJob(id, .running, seq: 2)
         try store.submit(job)
-        let hub = try StreamHub(store: store, urlPrefix: "/jobs", heartbeat: .seconds(60), log: { _ in })
-        hub.start()
+        let hub = try startedHub(on: store)
         let client = TestClient(hub: hub, target: .job(id, log: true, cursor: nil))
         #expect(client.read(within: 5) { $0.statusEvents == 1 })
         // Changed while the notices were lost.

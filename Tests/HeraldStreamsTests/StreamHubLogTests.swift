@@ -12,8 +12,7 @@ import Testing
         try store.submit(testJob(id, .running))
         let lines = 64 * 1024
         store.logs.withLock { $0[id] = [UInt8](repeating: UInt8(ascii: "\n"), count: lines) }
-        let hub = try StreamHub(store: store, urlPrefix: "/jobs", heartbeat: .seconds(60), log: { _ in })
-        hub.start()
+        let hub = try startedHub(on: store)
         let client = TestClient(hub: hub, target: .job(id, log: true, cursor: nil))
         let logEvents = { (text: String) in text.components(separatedBy: "\n\n").filter { $0.hasPrefix("event: log\n") } }
         // Every line arrives: the data of the log events, joined, is the log.

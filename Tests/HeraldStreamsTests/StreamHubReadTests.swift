@@ -16,8 +16,7 @@ import Testing
         let followedID = testID(count)
         var followed = testJob(followedID, .running, seq: 2)
         try store.submit(followed)
-        let hub = try StreamHub(store: store, urlPrefix: "/jobs", heartbeat: .seconds(60), log: { _ in })
-        hub.start()
+        let hub = try startedHub(on: store)
         let dashboard = TestClient(hub: hub, target: .dashboard)
         #expect(dashboard.read(within: 10) { $0.statusEvents == count + 1 }, "\(dashboard.statusEvents) of \(count + 1) in the snapshot")
         let stream = TestClient(hub: hub, target: .job(followedID, log: false, cursor: nil))
@@ -87,15 +86,16 @@ import Testing
     }
 
     /// A log chunk whose read fails (the database away) is asked for again a second later, notice or not: an
-    /// ended job's last chunk waited for a log notice that never came, and its stream never ended.
-    @Test func aFailedLogReadIsAskedAgainAndTheStreamStillEnds() throws {
-        let store = SlowStore(readsAreRoundTrips: true)
+    /// ended job's last chunk waited for a log notice that never came, and its stream never ended. On a store
+    /// read on the hub thread (no descriptor left), the stream ended at once, without the rest of the log.
+    @Test(arguments: [false, true])
+    func aFailedLogReadIsAskedAgainAndTheStreamStillEnds(readsAreRoundTrips: Bool) throws {
+        let store = SlowStore(readsAreRoundTrips: readsAreRoundTrips)
         let id = testID(1)
         try store.submit(testJob(id, .succeeded, seq: 5))
         store.logs.withLock { $0[id] = Array("last words\n".utf8) }
         store.logFailures.store(1, ordering: .relaxed)
-        let hub = try StreamHub(store: store, urlPrefix: "/jobs", heartbeat: .seconds(60), log: { _ in })
-        hub.start()
+        let hub = try startedHub(on: store)
         let follower = TestClient(hub: hub, target: .job(id, log: true, cursor: nil))
         #expect(follower.read(within: 5) { $0.ended })
         #expect(follower.text.contains("data: last words"))
@@ -112,8 +112,7 @@ import Testing
         let id = testID(1)
         try store.submit(testJob(id, .succeeded, seq: 5))
         store.jobFailures.store(1, ordering: .relaxed)
-        let hub = try StreamHub(store: store, urlPrefix: "/jobs", heartbeat: .seconds(60), log: { _ in })
-        hub.start()
+        let hub = try startedHub(on: store)
         let stream = TestClient(hub: hub, target: .job(id, log: false, cursor: nil))
         #expect(stream.read(within: 5) { $0.ended })
         #expect(stream.statusEvents == 1)
@@ -128,8 +127,7 @@ import Testing
         let id = testID(1)
         var job = testJob(id, .running, seq: 2)
         try store.submit(job)
-        let hub = try StreamHub(store: store, urlPrefix: "/jobs", heartbeat: .seconds(60), log: { _ in })
-        hub.start()
+        let hub = try startedHub(on: store)
         let stream = TestClient(hub: hub, target: .job(id, log: false, cursor: nil))
         #expect(stream.read(within: 5) { $0.statusEvents == 1 })
         job.state = .succeeded
@@ -145,8 +143,7 @@ import Testing
     /// A job gone from the store by the time its new stream's read comes back ends that stream, as before.
     @Test func aNewStreamOfAJobGoneEndsWhenItsReadComesBack() throws {
         let store = SlowStore(readsAreRoundTrips: true)
-        let hub = try StreamHub(store: store, urlPrefix: "/jobs", heartbeat: .seconds(60), log: { _ in })
-        hub.start()
+        let hub = try startedHub(on: store)
         let stream = TestClient(hub: hub, target: .job(testID(9), log: false, cursor: nil))
         #expect(stream.read(within: 5) { $0.ended })
         #expect(stream.text.contains(": gone"))
@@ -156,8 +153,7 @@ import Testing
     private func roundTripHubWithAStreamOpen() throws -> (SlowStore, StreamHub, TestClient) {
         let store = SlowStore(readsAreRoundTrips: true)
         try store.submit(testJob(testID(2), .running, seq: 2))
-        let hub = try StreamHub(store: store, urlPrefix: "/jobs", heartbeat: HeraldDuration(milliseconds: 100), log: { _ in })
-        hub.start()
+        let hub = try startedHub(on: store, heartbeat: HeraldDuration(milliseconds: 100))
         let stream = TestClient(hub: hub, target: .job(testID(2), log: false, cursor: nil))
         #expect(stream.read(within: 5) { $0.statusEvents == 1 })
         return (store, hub, stream)
